@@ -1,0 +1,89 @@
+# The two commands: `make demo` (the flagship agent DAG on the embedded default) and
+# `make test` (every test, against real services this Makefile starts and stops).
+# `make up` / `make down` run the whole stack on this machine for a person.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+PYTHON ?= python3.11
+VENV := $(ROOT)/.venv
+PY := $(VENV)/bin/python
+STACK := $(ROOT)/.stack
+STAMP := $(VENV)/.installed
+LAUNCHER := $(PY) $(ROOT)/docker/launcher.py
+DOTENV := $(VENV)/bin/dotenv
+# The embedded default: SQLite metadata DB in .stack/airflow-embedded, LocalExecutor.
+EMBEDDED := AIRFLOW_HOME=$(STACK)/airflow-embedded AIRFLOW__CORE__DAGS_FOLDER=$(ROOT)/dags \
+	AIRFLOW__CORE__PLUGINS_FOLDER=$(ROOT)/plugins PATH=$(VENV)/bin:$$PATH \
+	$(DOTENV) -f $(ROOT)/config/airflow/connections.env run -- \
+	$(DOTENV) -f $(ROOT)/config/airflow/embedded.env run --
+PYTEST_ARGS ?=
+
+.PHONY: help venv demo test test-unit lint format up down status lock clean
+
+help:
+	@echo "make demo   run the flagship agent DAG (support_ticket_triage) with airflow dags test"
+	@echo "make test   lint, start Kafka/Cassandra/PostgreSQL/Redis, run unit+integration+e2e tests, stop"
+	@echo "make up     start the services and Airflow (CeleryExecutor) on this machine; make down stops all"
+	@echo "make lint   ruff check, ruff format --check, mypy"
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 2; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "make: $(PYTHON) is not Python 3.11 (the lock is for 3.11)"; exit 2; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==0.13.8
+	$(VENV)/bin/uv pip sync --python $(PY) requirements.txt
+	$(VENV)/bin/uv pip install --python $(PY) --no-deps -e .
+	touch $(STAMP)
+
+demo: venv
+	@mkdir -p $(STACK)/airflow-embedded
+	@echo "== migrating the SQLite metadata DB"
+	@$(EMBEDDED) airflow db migrate > $(STACK)/airflow-embedded/migrate.log 2>&1 || { tail -n 30 $(STACK)/airflow-embedded/migrate.log; exit 1; }
+	@echo "== airflow dags test support_ticket_triage (full log: .stack/airflow-embedded/demo.log)"
+	@$(EMBEDDED) airflow dags test support_ticket_triage > $(STACK)/airflow-embedded/demo.log 2>&1 || { tail -n 60 $(STACK)/airflow-embedded/demo.log; exit 1; }
+	@grep -E "Tool call|LLM run complete|DagRun Finished" $(STACK)/airflow-embedded/demo.log | sed -E 's/^[^ ]+ \[[a-z]+ *\] //; s/ \[airflow[^]]*\].*$$//' || true
+	@echo "== result"
+	@$(EMBEDDED) python -m operators.cli result support_ticket_triage publish_reply
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test-unit: venv
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+# Services are started once for the integration tests; the e2e test runs `make up` and
+# `make down` itself. The services are stopped whatever the tests' outcome.
+test: venv
+	$(MAKE) --no-print-directory lint
+	$(LAUNCHER) up
+	status=0; AGENTFLOW_SERVICES_STARTED=1 $(PY) -m pytest tests/unit tests/integration tests/e2e \
+		-p no:cacheprovider $(PYTEST_ARGS) || status=$$?; \
+	$(LAUNCHER) down || true; \
+	exit $$status
+
+up: venv
+	$(LAUNCHER) up --airflow
+
+down:
+	@if test -x $(PY); then $(LAUNCHER) down; else echo "nothing to stop (no .venv)"; fi
+
+status: venv
+	$(LAUNCHER) status
+
+# Recompile the full lock (needs PyPI). sentence-transformers is left out: see requirements-excludes.txt.
+lock: venv
+	$(VENV)/bin/uv pip compile requirements.in --excludes requirements-excludes.txt \
+		--python-version 3.11.7 --python-platform x86_64-manylinux_2_28 -o requirements.txt
+
+clean: down
+	rm -rf $(STACK) $(VENV)

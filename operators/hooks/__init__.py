@@ -1,0 +1,3 @@
+"""Hooks: one connection type each."""
+
+from __future__ import annotations
