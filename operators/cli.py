@@ -17,11 +17,10 @@ def latest_result(dag_id: str, task_id: str) -> tuple[str, str, Any]:
 
     :raises LookupError: if the DAG has no run, or the task pushed no return value in it.
     """
-    from sqlalchemy import select
-
     from airflow.models.dagrun import DagRun
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     with create_session() as session:
         run = session.scalars(

@@ -16,8 +16,42 @@ from include.knowledge.corpus import Document
 _TOKEN = re.compile(r"[a-z0-9]+")
 # Words so common in support text that they carry no signal for ranking.
 _STOPWORDS = frozenset(
-    "a an and are as at be by can do for from has have i if in is it my of on or our the this to "
-    "was we what when with you your".split()
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "can",
+        "do",
+        "for",
+        "from",
+        "has",
+        "have",
+        "i",
+        "if",
+        "in",
+        "is",
+        "it",
+        "my",
+        "of",
+        "on",
+        "or",
+        "our",
+        "the",
+        "this",
+        "to",
+        "was",
+        "we",
+        "what",
+        "when",
+        "with",
+        "you",
+        "your",
+    ]
 )
 
 

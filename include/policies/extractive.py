@@ -45,10 +45,12 @@ def extractive_triage(
         category = str(passage["category"])
         votes[category if category in _CATEGORIES else "other"] += float(passage["score"])
     category, weight = max(votes.items(), key=lambda item: item[1])
-    best = next(p for p in passages if (p["category"] if p["category"] in _CATEGORIES else "other") == category)
+    best = next(
+        p for p in passages if (p["category"] if p["category"] in _CATEGORIES else "other") == category
+    )
     sentences = _SENTENCE_END.split(str(best["text"]).strip())[:max_sentences]
     reply = (
-        f"Thank you for contacting us about this. From our guide \"{best['title']}\": "
+        f'Thank you for contacting us about this. From our guide "{best["title"]}": '
         f"{' '.join(sentences)}\n\n{NO_LLM_NOTICE}"
     )
     return {
