@@ -41,6 +41,8 @@ def _our_processes() -> list[str]:
 
 
 def _make(target: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    # Without the embedded settings tests/conftest.py exported: the stack reads its own.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
     return subprocess.run(
         ["make", "--no-print-directory", target],
         cwd=ROOT,
@@ -48,6 +50,7 @@ def _make(target: str, timeout: float) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=timeout,
         check=False,
+        env=env,
     )
 
 
