@@ -1,15 +1,7 @@
-"""The project's error taxonomy: every error we raise on purpose derives from AgentFlowError."""
+"""The project's error taxonomy, as seen from the Airflow-facing package (see ``include.errors``)."""
 
 from __future__ import annotations
 
+from include.errors import AgentFlowError, ConfigurationError
 
-class AgentFlowError(Exception):
-    """Base class of every error this project raises on purpose.
-
-    Errors from confluent-kafka, cassandra-driver and OpenVINO are translated into a
-    subclass at the hook boundary, with the original kept as ``__cause__``.
-    """
-
-
-class ConfigurationError(AgentFlowError, ValueError):
-    """A connection, a configuration file or an operator argument is missing or invalid."""
+__all__ = ["AgentFlowError", "ConfigurationError"]
