@@ -7,7 +7,6 @@ services are left running afterwards (``make down`` / ``launcher.py down`` stops
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -18,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.conftest import load_launcher
+
 if TYPE_CHECKING:
     import psycopg2.extensions
     import redis
@@ -27,16 +28,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 LAUNCHER = REPO_ROOT / "docker" / "launcher.py"
 KAFKA_BOOTSTRAP = "127.0.0.1:9092"
 UP_TIMEOUT_S = 1800
-
-
-def _load_launcher() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("agentflow_launcher", LAUNCHER)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def run_launcher(*args: str, timeout: float = UP_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
@@ -54,7 +45,7 @@ def run_launcher(*args: str, timeout: float = UP_TIMEOUT_S) -> subprocess.Comple
 @pytest.fixture(scope="session")
 def launcher() -> ModuleType:
     """The launcher module (its paths, ports and helpers)."""
-    return _load_launcher()
+    return load_launcher()
 
 
 @pytest.fixture(scope="session")

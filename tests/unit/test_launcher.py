@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import socket
@@ -12,26 +11,17 @@ import time
 from collections import namedtuple
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.conftest import load_launcher
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load_launcher() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("agentflow_launcher", REPO_ROOT / "docker" / "launcher.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-launcher = _load_launcher()
+launcher = load_launcher()
 Usage = namedtuple("Usage", "total used free")
 Sleeper = tuple[subprocess.Popen[bytes], str]
 
