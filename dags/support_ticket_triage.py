@@ -65,11 +65,18 @@ SYSTEM_PROMPT = (
 def support_ticket_triage() -> None:
     @task
     def validate_ticket(params: dict[str, Any]) -> dict[str, Any]:
-        """Validate the ticket event; fail with the offending field on bad input."""
+        """Validate the ticket event; fail (without retries) naming the offending field on bad input."""
+        from airflow.sdk.exceptions import AirflowFailException
+        from pydantic import ValidationError
+
         from include.events import EventEnvelope, SupportTicket
 
-        envelope = EventEnvelope.model_validate(params["ticket"])
-        ticket = SupportTicket.model_validate(envelope.payload)
+        try:
+            envelope = EventEnvelope.model_validate(params["ticket"])
+            ticket = SupportTicket.model_validate(envelope.payload)
+        except ValidationError as err:
+            # Bad input does not get better on retry: fail now, before any model is called.
+            raise AirflowFailException(f"invalid support ticket event: {err}") from err
         return {"envelope": envelope.model_dump(mode="json"), "ticket": ticket.model_dump(mode="json")}
 
     validated = validate_ticket()
