@@ -30,12 +30,14 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-convert.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 2; }
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "make: $(PYTHON) is not Python 3.11 (the lock is for 3.11)"; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check uv==0.13.8
-	$(VENV)/bin/uv pip sync --python $(PY) requirements.txt
+	# The runtime lock plus the conversion extra (PyTorch, for model conversion and the
+	# reference in tests and bench/); the Docker image installs the runtime lock only.
+	$(VENV)/bin/uv pip sync --python $(PY) requirements.txt requirements-convert.txt
 	$(VENV)/bin/uv pip install --python $(PY) --no-deps -e .
 	touch $(STAMP)
 
@@ -84,6 +86,8 @@ status: venv
 lock: venv
 	$(VENV)/bin/uv pip compile requirements.in --excludes requirements-excludes.txt \
 		--python-version 3.11.7 --python-platform x86_64-manylinux_2_28 -o requirements.txt
+	$(VENV)/bin/uv pip compile requirements-convert.in -c requirements.txt \
+		--python-version 3.11.7 --python-platform x86_64-manylinux_2_28 -o requirements-convert.txt
 
 clean: down
 	rm -rf $(STACK) $(VENV)
