@@ -168,6 +168,10 @@ def sleeper() -> Iterator[Sleeper]:
     proc = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; time.sleep(120)", marker], start_new_session=True
     )
+    # Between fork and exec the child still shows pytest's command line: wait for the exec.
+    deadline = time.monotonic() + 10
+    while marker not in launcher.process_cmdline(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
     yield proc, marker
     if proc.poll() is None:
         proc.kill()
