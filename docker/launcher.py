@@ -1388,38 +1388,25 @@ class Launcher:
             raise LauncherError(f"kafka topic creation failed: {'; '.join(errors)}")
 
     def bootstrap_cassandra(self) -> None:
-        """Apply ``config/cassandra/*.cql`` not yet in ``agentflow.schema_version``, in name order."""
-        cluster = self._cassandra_cluster()
-        files = schema_files(REPO_ROOT / "config" / "cassandra")
+        """Apply ``config/cassandra/*.cql`` not yet in ``agentflow.schema_version``, in name order.
+
+        The work is ``include.state.migrate.migrate``: versioned, idempotent, under an LWT lock.
+        """
+        if str(REPO_ROOT) not in sys.path:
+            sys.path.insert(0, str(REPO_ROOT))
+        errors = _import_or_fail("include.errors")
+        migrate_mod = _import_or_fail("include.state.migrate")
+        settings_mod = _import_or_fail("include.state.settings")
+        logging.getLogger("cassandra").setLevel(logging.ERROR)
+        settings = settings_mod.CassandraSettings(
+            contact_points=(HOST,), port=PORTS["cassandra"][0], local_dc="datacenter1", request_timeout=120
+        )
         try:
-            session = cluster.connect()
-            applied: set[int] = set()
-            tables = session.execute(
-                "SELECT table_name FROM system_schema.tables WHERE keyspace_name = 'agentflow'"
-            )
-            if any(row.table_name == "schema_version" for row in tables):
-                applied = {
-                    row.version for row in session.execute("SELECT version FROM agentflow.schema_version")
-                }
-            for path in files:
-                version = schema_version_of(path)
-                if version in applied:
-                    continue
-                log.info("cassandra: applying %s", path.name)
-                for statement in split_cql(path.read_text()):
-                    try:
-                        session.execute(statement, timeout=120)
-                    except Exception as exc:
-                        raise LauncherError(
-                            f"cassandra schema {path.name} failed at: {statement[:120]!r}: {exc}"
-                        ) from exc
-                session.execute(
-                    "INSERT INTO agentflow.schema_version (version, name, applied_at) "
-                    "VALUES (%s, %s, toTimestamp(now()))",
-                    (version, path.name),
-                )
-        finally:
-            cluster.shutdown()
+            report = migrate_mod.migrate(settings, folder=REPO_ROOT / "config" / "cassandra")
+        except errors.AgentFlowError as exc:
+            raise LauncherError(f"cassandra schema: {exc}") from exc
+        if report.applied:
+            log.info("cassandra: applied schema versions %s", report.applied)
 
     def bootstrap(self, name: str) -> None:
         """Run the idempotent bootstrap of a ready service."""

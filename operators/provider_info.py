@@ -29,15 +29,32 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {
                 "integration-name": "AgentFlow",
-                "python-modules": ["operators.hooks.extractive"],
+                "python-modules": [
+                    "operators.hooks.extractive",
+                    "operators.hooks.scripted",
+                    "operators.hooks.cassandra",
+                ],
             }
         ],
         "connection-types": [
             {
                 "hook-class-name": "operators.hooks.extractive.ExtractivePolicyHook",
                 "connection-type": "pydanticai_extractive",
+            },
+            {
+                "hook-class-name": "operators.hooks.scripted.ScriptedModelHook",
+                "connection-type": "pydanticai_scripted",
+            },
+            {
+                "hook-class-name": "operators.hooks.cassandra.CassandraHook",
+                "connection-type": "agentflow_cassandra",
+            },
+        ],
+        "triggers": [
+            {
+                "integration-name": "AgentFlow",
+                "python-modules": ["operators.triggers.kafka_events", "operators.triggers.reply"],
             }
         ],
-        "triggers": [],
         "task-decorators": [],
     }

@@ -125,6 +125,43 @@ def test_flagship_dag_runs_on_the_celery_executor(client: httpx.Client) -> None:
     assert reply["correlation_id"] == "evt-demo-0001"
     assert reply["result"]["category"] == "billing"
 
+    # The lifecycle listener published the run's events to Kafka.
+    events = _workflow_events(run_id, until={"workflow.completed", "agent.executed"}, timeout=120)
+    types = [event["event_type"] for event in events]
+    assert "workflow.started" in types
+    assert "workflow.completed" in types
+    steps = {e["payload"]["task_id"] for e in events if e["event_type"] == "workflow.step_completed"}
+    assert steps == {"validate_ticket", "draft_reply", "publish_reply"}
+    assert "agent.executed" in types
+
+
+def _workflow_events(run_id: str, until: set[str], timeout: float) -> list[dict]:
+    """Events on workflow.events and agent.events of ``run_id``, read until all ``until`` types came."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": "127.0.0.1:9092",
+            "group.id": f"e2e-{run_id}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe(["workflow.events", "agent.events"])
+    found: list[dict] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not until <= {e["event_type"] for e in found}:
+            message = consumer.poll(1.0)
+            if message is None or message.error():
+                continue
+            event = json.loads(message.value())
+            if event["payload"].get("run_id") == run_id:
+                found.append(event)
+    finally:
+        consumer.close()
+    return found
+
 
 def test_make_down_leaves_nothing_running(stack: subprocess.CompletedProcess[str]) -> None:
     # Runs last in this module: stop explicitly here so the assertion sees the result.

@@ -1,0 +1,146 @@
+"""The DAG side of Kafka events: typed triggering events, and idempotent publishing.
+
+* :func:`triggering_events` gives a task the events that started its run (through
+  ``AssetWatcher`` s with :class:`~operators.triggers.kafka_events.KafkaEventTrigger`) as
+  validated :class:`~include.events.EventEnvelope` s.
+* :class:`IdempotentKafkaProducerHook` is the apache-kafka provider's producer hook with
+  ``enable.idempotence=true`` and ``acks=all`` forced on; :func:`publish_events` produces
+  envelopes through it and waits for every delivery report.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.apache.kafka.hooks.produce import KafkaProducerHook
+from confluent_kafka import KafkaException
+
+from include.errors import EventPublishError
+from include.events.schemas import EventEnvelope
+
+if TYPE_CHECKING:
+    from confluent_kafka import KafkaError, Message, Producer
+
+log = logging.getLogger(__name__)
+
+# Consumer-only settings a shared Kafka connection carries; a producer would warn on each.
+_CONSUMER_ONLY_KEYS = frozenset(
+    {
+        "group.id",
+        "group.instance.id",
+        "enable.auto.commit",
+        "auto.commit.interval.ms",
+        "auto.offset.reset",
+        "session.timeout.ms",
+        "max.poll.interval.ms",
+        "enable.partition.eof",
+        "isolation.level",
+        "fetch.min.bytes",
+        "partition.assignment.strategy",
+    }
+)
+IDEMPOTENT_PRODUCER_CONFIG = {"enable.idempotence": True, "acks": "all"}
+
+
+class IdempotentKafkaProducerHook(KafkaProducerHook):
+    """The provider's producer hook with an idempotent producer (``acks=all``).
+
+    Reads the connection's extras like :class:`KafkaProducerHook`, drops consumer-only
+    settings, and forces ``enable.idempotence=true`` and ``acks=all`` so retries inside the
+    client never duplicate or reorder a message.
+
+    :param kafka_config_id: the Kafka connection id.
+    """
+
+    def _get_client(self, config: dict[str, Any]) -> Producer:
+        from confluent_kafka import Producer
+
+        settings = {k: v for k, v in config.items() if k not in _CONSUMER_ONLY_KEYS}
+        settings.update(IDEMPOTENT_PRODUCER_CONFIG)
+        return Producer(settings)
+
+
+def publish_events(
+    producer: Producer,
+    topic: str,
+    events: Iterable[EventEnvelope],
+    *,
+    key: str | None = None,
+    timeout: float = 30.0,
+) -> int:
+    """Produce ``events`` to ``topic`` as JSON and wait until every one is acknowledged.
+
+    Each message is keyed by ``key``, else the event's ``session_id``, else its ``event_id``
+    (events of one session stay in order on one partition).
+
+    :param producer: a confluent-kafka producer, e.g. from :class:`IdempotentKafkaProducerHook`.
+    :param topic: the topic.
+    :param events: the envelopes.
+    :param key: the message key for all of them.
+    :param timeout: seconds to wait for the delivery reports.
+    :return: how many were delivered.
+    :raises EventPublishError: a message was refused or not acknowledged in time.
+    """
+    failures: list[str] = []
+
+    def on_delivery(err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            failures.append(f"{msg.topic()}: {err}")
+
+    count = 0
+    try:
+        for event in events:
+            producer.produce(
+                topic,
+                value=event.model_dump_json().encode(),
+                key=(key or event.session_id or event.event_id).encode(),
+                headers=[("event_type", event.event_type.encode()), ("event_id", event.event_id.encode())],
+                on_delivery=on_delivery,
+            )
+            producer.poll(0)
+            count += 1
+        remaining = producer.flush(timeout)
+    except (BufferError, KafkaException) as err:
+        raise EventPublishError(f"could not produce events to {topic}: {err}") from err
+    if remaining or failures:
+        raise EventPublishError(
+            f"{len(failures) + remaining} of {count} event(s) to {topic} not delivered: "
+            + "; ".join(failures[:5] or [f"{remaining} still queued after {timeout}s"])
+        )
+    return count
+
+
+def triggering_events(
+    context: Mapping[str, Any], asset: Any = None, *, event_type: str | None = None
+) -> list[EventEnvelope]:
+    """Return the Kafka events that started this run, as validated envelopes, oldest first.
+
+    Reads ``context["triggering_asset_events"]`` (what a ``KafkaEventTrigger`` watcher
+    stored as each asset event's ``extra["payload"]``). Asset events that did not come
+    from a Kafka event watcher (a manual asset event, an upstream task) are skipped. An
+    ``event_id`` present twice (the same event folded into one run) is returned once.
+
+    :param context: the task's context.
+    :param asset: only the events of this asset (``Asset`` or ``AssetRef``); all if ``None``.
+    :param event_type: only events of this type.
+    :raises pydantic.ValidationError: a stored envelope is malformed.
+    """
+    accessor = context.get("triggering_asset_events") or {}
+    groups = [accessor[asset]] if asset is not None else [accessor[a] for a in accessor]
+    seen: set[str] = set()
+    envelopes: list[EventEnvelope] = []
+    for asset_events in groups:
+        for asset_event in asset_events:
+            payload = (getattr(asset_event, "extra", None) or {}).get("payload")
+            if not isinstance(payload, dict) or "envelope" not in payload:
+                log.info("Skipping a triggering asset event that did not come from a Kafka event watcher")
+                continue
+            envelope = EventEnvelope.model_validate(payload["envelope"])
+            if envelope.event_id in seen or (event_type is not None and envelope.event_type != event_type):
+                continue
+            seen.add(envelope.event_id)
+            envelopes.append(envelope)
+    envelopes.sort(key=lambda e: e.timestamp)
+    return envelopes

@@ -1,0 +1,3 @@
+"""Operators: producing result events."""
+
+from __future__ import annotations
