@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from operators.toolsets.knowledge import knowledge_toolset
+from operators.toolsets.knowledge import CassandraKnowledgeToolset, knowledge_toolset
 
-__all__ = ["knowledge_toolset"]
+__all__ = ["CassandraKnowledgeToolset", "knowledge_toolset"]
