@@ -59,8 +59,12 @@ AIRFLOW_COMPONENTS: dict[str, tuple[str, ...]] = {
     "airflow-scheduler": ("scheduler",),
     "airflow-dag-processor": ("dag-processor",),
     "airflow-triggerer": ("triggerer",),
+    # Not an airflow subcommand: the per-node OpenVINO inference server (run with the venv's
+    # python), which keeps compiled models warm for the tasks of the worker next to it.
+    "inference-server": ("-m", "include.inference.server"),
     "airflow-celery-worker": ("celery", "worker", "--queues", "default,intel"),
 }
+INFERENCE_SERVER = "inference-server"
 #: Ports each process listens on (127.0.0.1). The first one is the one clients use.
 PORTS: dict[str, tuple[int, ...]] = {
     "kafka": (9092, 9093),
@@ -238,6 +242,8 @@ class StackLayout:
             return (str(self.data_dir("postgres")),)
         if name == "redis":
             return (str(self.service_dir("redis") / "redis.conf"),)
+        if name == INFERENCE_SERVER:
+            return ("include.inference.server",)
         if name == "airflow-celery-worker":
             # Celery retitles its main process: ``[celeryd: celery@host:MainProcess] ...``.
             return ("celery",)
@@ -703,6 +709,8 @@ def airflow_env(stack_dir: Path | str | None = None, base: Mapping[str, str] | N
     env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(
         home / "simple_auth_manager_passwords.json.generated"
     )
+    # The inference server listens here; the worker's inference tasks find it through this.
+    env["AGENTFLOW_INFERENCE_SOCKET"] = str(stack / "inference" / "agentflow.sock")
     path = env.get("PATH", "/usr/local/bin:/usr/bin:/bin")
     env["PATH"] = os.pathsep.join([str(VENV_BIN), *[p for p in path.split(os.pathsep) if p != str(VENV_BIN)]])
     return env
@@ -1484,7 +1492,8 @@ class Launcher:
             )
         pids = {name: self.owned(name) for name in AIRFLOW_COMPONENTS}
         for name in to_start:
-            pids[name] = self._spawn(name, [airflow, *AIRFLOW_COMPONENTS[name]], env=env, cwd=home)
+            program = sys.executable if name == INFERENCE_SERVER else airflow
+            pids[name] = self._spawn(name, [program, *AIRFLOW_COMPONENTS[name]], env=env, cwd=home)
         started = time.monotonic()
         last = ""
         while True:

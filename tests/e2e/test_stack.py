@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -99,8 +100,8 @@ def test_anonymous_api_calls_are_refused(stack: subprocess.CompletedProcess[str]
     assert httpx.get(f"{API}/api/v2/providers", timeout=30).status_code == 401
 
 
-def test_flagship_dag_runs_on_the_celery_executor(client: httpx.Client) -> None:
-    dag_id = "support_ticket_triage"
+def _run_dag(client: httpx.Client, dag_id: str, timeout: float = 300) -> str:
+    """Trigger ``dag_id`` through the REST API, wait for the run to end, return its run id."""
     deadline = time.monotonic() + 180
     while client.get(f"/api/v2/dags/{dag_id}").status_code != 200:  # wait for the dag-processor
         assert time.monotonic() < deadline, f"{dag_id} was never parsed"
@@ -110,18 +111,47 @@ def test_flagship_dag_runs_on_the_celery_executor(client: httpx.Client) -> None:
     assert run.status_code == 200, run.text
     run_id = run.json()["dag_run_id"]
 
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + timeout
     state = "queued"
     while state not in ("success", "failed"):
         assert time.monotonic() < deadline, f"run {run_id} still {state}"
         time.sleep(3)
         state = client.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}").json()["state"]
-    assert state == "success"
+    assert state == "success", f"{dag_id} run {run_id} {state}"
+    return run_id
 
-    task = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/publish_reply"
-    xcom = client.get(f"{task}/xcomEntries/return_value")
+
+def _return_value(client: httpx.Client, dag_id: str, run_id: str, task_id: str) -> Any:
+    xcom = client.get(
+        f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
+    )
     assert xcom.status_code == 200, xcom.text
-    reply = xcom.json()["value"]
+    return xcom.json()["value"]
+
+
+def test_knowledge_ingest_runs_on_the_intel_worker_with_a_warm_model(client: httpx.Client) -> None:
+    from include.inference.client import InferenceClient
+
+    first = _return_value(client, "knowledge_ingest", _run_dag(client, "knowledge_ingest"), "ingest_corpus")
+    assert first["chunks"] >= first["documents"] > 0
+    assert first["written"] + first["unchanged"] == first["chunks"]
+    server = InferenceClient(STACK / "inference" / "agentflow.sock")
+    after_first = server.stats()
+    assert after_first["loads"] == 1, after_first
+
+    # A second task on the same worker: nothing new to write, and the model is not loaded again.
+    second = _return_value(client, "knowledge_ingest", _run_dag(client, "knowledge_ingest"), "ingest_corpus")
+    assert second["written"] == 0
+    assert second["unchanged"] == first["chunks"]
+    after_second = server.stats()
+    assert after_second["loads"] == 1, after_second
+    assert after_second["hits"] > after_first["hits"]
+
+
+def test_flagship_dag_runs_on_the_celery_executor(client: httpx.Client) -> None:
+    dag_id = "support_ticket_triage"
+    run_id = _run_dag(client, dag_id)
+    reply = _return_value(client, dag_id, run_id, "publish_reply")
     assert reply["correlation_id"] == "evt-demo-0001"
     assert reply["result"]["category"] == "billing"
 

@@ -214,7 +214,7 @@ def test_airflow_common_anchor_is_merged_into_every_airflow_service(
     for name, svc in airflow_services.items():
         assert svc.get("image") == common.get("image"), name
         assert svc.get("build") == common.get("build"), name
-        assert svc["volumes"] == common["volumes"], name
+        assert set(common["volumes"]) <= set(svc["volumes"]), name
         env = svc["environment"]
         for key, value in common["environment"].items():
             assert env.get(key) == value, f"{name}: {key} differs from {COMMON_ANCHOR}"
@@ -349,7 +349,10 @@ def dockerfile_instructions(text: str) -> list[str]:
 
 def test_dockerfile_extends_airflow_and_installs_the_lock() -> None:
     instructions = dockerfile_instructions(DOCKERFILE.read_text())
-    assert "FROM apache/airflow:3.3.2-python3.11" in instructions
+    bases = [i for i in instructions if i.startswith("FROM ")]
+    assert bases[0].startswith("FROM apache/airflow:3.3.2-python3.11"), bases
+    # The final stage carries the converted models, not PyTorch.
+    assert any(i.startswith("COPY --from=convert") and "/opt/airflow/models" in i for i in instructions)
     copies = [i for i in instructions if i.startswith("COPY ") and "requirements.txt" in i.split()[-2]]
     assert copies, "docker/Dockerfile does not copy requirements.txt"
     runs = [i for i in instructions if i.startswith("RUN ")]
@@ -361,3 +364,16 @@ def test_dockerfile_extends_airflow_and_installs_the_lock() -> None:
     assert lock_installs, f"no RUN installs requirements.txt with --no-deps: {runs}"
     project_installs = [i for i in runs if "pip install" in i and "--no-deps" in i and "-r " not in i]
     assert project_installs, "docker/Dockerfile does not install the project itself"
+
+
+def test_intel_worker_reaches_the_inference_server_on_its_cores(services: dict[str, dict[str, Any]]) -> None:
+    worker, server = services[INTEL_WORKER], services["inference-server"]
+    socket_path = worker["environment"]["AGENTFLOW_INFERENCE_SOCKET"]
+    assert socket_path in command_args(server["command"])
+    socket_dir = socket_path.rsplit("/", 1)[0]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in worker["volumes"]}
+    server_mounts = {v.split(":")[1]: v.split(":")[0] for v in server["volumes"]}
+    assert mounts.get(socket_dir) is not None
+    assert mounts[socket_dir] == server_mounts.get(socket_dir), "the socket folder is not one shared volume"
+    assert server["cpuset"] == worker["cpuset"]
+    assert server["entrypoint"] == ["python", "-m", "include.inference.server"]
