@@ -734,79 +734,6 @@ def render_template(path: Path, values: Mapping[str, object]) -> str:
         raise LauncherError(f"template {path}: {exc}") from exc
 
 
-def split_cql(text: str) -> list[str]:
-    """Split CQL into statements on ``;`` outside comments (``--``, ``//``, ``/* */``) and literals.
-
-    Comments are dropped; empty statements are skipped.
-    """
-    statements: list[str] = []
-    current: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        two = text[i : i + 2]
-        if two in ("--", "//"):
-            end = text.find("\n", i)
-            i = n if end == -1 else end
-            continue
-        if two == "/*":
-            end = text.find("*/", i + 2)
-            i = n if end == -1 else end + 2
-            current.append(" ")
-            continue
-        if two == "$$":
-            end = text.find("$$", i + 2)
-            stop = n if end == -1 else end + 2
-            current.append(text[i:stop])
-            i = stop
-            continue
-        if ch in ("'", '"'):
-            j = i + 1
-            while j < n:
-                if text[j] == ch:
-                    if j + 1 < n and text[j + 1] == ch:  # doubled quote inside the literal
-                        j += 2
-                        continue
-                    break
-                j += 1
-            current.append(text[i : j + 1])
-            i = j + 1
-            continue
-        if ch == ";":
-            statement = "".join(current).strip()
-            if statement:
-                statements.append(statement)
-            current = []
-            i += 1
-            continue
-        current.append(ch)
-        i += 1
-    statement = "".join(current).strip()
-    if statement:
-        statements.append(statement)
-    return statements
-
-
-def schema_version_of(path: Path) -> int:
-    """Return the leading number of a schema file's name (``001_keyspace.cql`` -> 1)."""
-    match = re.match(r"(\d+)", path.name)
-    if not match:
-        raise LauncherError(f"schema file {path} must start with its version number, e.g. 002_tables.cql")
-    return int(match.group(1))
-
-
-def schema_files(folder: Path) -> list[Path]:
-    """Return ``folder/*.cql`` in name order, checking that versions are unique."""
-    files = sorted(folder.glob("*.cql"))
-    seen: dict[int, Path] = {}
-    for path in files:
-        version = schema_version_of(path)
-        if version in seen:
-            raise LauncherError(f"schema files {seen[version].name} and {path.name} share version {version}")
-        seen[version] = path
-    return files
-
-
 def parse_selection(names: Sequence[str], with_airflow: bool) -> tuple[list[str], list[str]]:
     """Return ``(services, airflow processes)`` selected on the command line.
 
@@ -881,6 +808,31 @@ class Launcher:
         body = "\n".join(f"    {line}" for line in lines) or "    (log is empty)"
         return LauncherError(f"{headline}; log: {path} (last {len(lines)} lines below)\n{body}")
 
+    def _process_kwargs(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None,
+        cwd: Path | None,
+        as_postgres: bool,
+    ) -> tuple[Path, dict[str, Any]]:
+        """The log file of ``name`` (a header line appended) and the subprocess keyword arguments."""
+        log_path = self.layout.log_file(name)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as out:
+            out.write(f"\n=== launcher {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(argv)}\n".encode())
+        kwargs: dict[str, Any] = {
+            "stdin": subprocess.DEVNULL,
+            "stderr": subprocess.STDOUT,
+            "cwd": str(cwd) if cwd else None,
+            "env": dict(env) if env is not None else None,
+        }
+        if as_postgres and os.geteuid() == 0:
+            # Exec as the postgres user directly (no runuser in between), so the PID we record
+            # is the postmaster's own.
+            kwargs.update(user="postgres", group="postgres", extra_groups=[])
+        return log_path, kwargs
+
     def _spawn(
         self,
         name: str,
@@ -890,26 +842,9 @@ class Launcher:
         cwd: Path | None = None,
         as_postgres: bool = False,
     ) -> int:
-        log_path = self.layout.log_file(name)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        extra: dict[str, Any] = {}
-        if as_postgres and os.geteuid() == 0:
-            # Exec the server as the postgres user directly (no runuser in between), so the PID
-            # we record is the postmaster's own.
-            extra = {"user": "postgres", "group": "postgres", "extra_groups": []}
+        log_path, kwargs = self._process_kwargs(name, argv, env, cwd, as_postgres)
         with log_path.open("ab") as out:
-            out.write(f"\n=== launcher {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(argv)}\n".encode())
-            out.flush()
-            proc = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=str(cwd) if cwd else None,
-                env=dict(env) if env is not None else None,
-                start_new_session=True,
-                **extra,
-            )
+            proc = subprocess.Popen(list(argv), stdout=out, start_new_session=True, **kwargs)
         write_pid(self.layout.pid_file(name), proc.pid)
         log.info("started %s (pid %s), log %s", name, proc.pid, log_path)
         return proc.pid
@@ -926,26 +861,10 @@ class Launcher:
         what: str = "",
     ) -> None:
         """Run a one-shot command, appending its output to ``name``'s log; raise on failure."""
-        log_path = self.layout.log_file(name)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        extra: dict[str, Any] = {}
-        if as_postgres and os.geteuid() == 0:
-            extra = {"user": "postgres", "group": "postgres", "extra_groups": []}
+        log_path, kwargs = self._process_kwargs(name, argv, env, cwd, as_postgres)
         with log_path.open("ab") as out:
-            out.write(f"\n=== launcher {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(argv)}\n".encode())
-            out.flush()
             try:
-                proc = subprocess.run(
-                    list(argv),
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    cwd=str(cwd) if cwd else None,
-                    env=dict(env) if env is not None else None,
-                    timeout=timeout,
-                    check=False,
-                    **extra,
-                )
+                proc = subprocess.run(list(argv), stdout=out, timeout=timeout, check=False, **kwargs)
             except subprocess.TimeoutExpired as exc:
                 raise self._log_failure(name, f"{what or argv[0]} did not finish in {timeout:.0f}s") from exc
         if proc.returncode != 0:

@@ -28,7 +28,7 @@ class KnowledgeIngestOperator(InferenceDefaultsMixin, BaseOperator):
     :param model: the embedding model's name in ``config/models.yaml``.
     :param cassandra_conn_id: the Cassandra connection (an ``agentflow_cassandra`` type).
     :param max_chunk_chars: the longest chunk, in characters.
-    :param inference_socket: the inference server's socket; default ``AGENTFLOW_INFERENCE_SOCKET``.
+    :param socket_path: the inference server's socket; default ``AGENTFLOW_INFERENCE_SOCKET``.
     """
 
     template_fields = ("documents_dir", "model")
@@ -40,7 +40,7 @@ class KnowledgeIngestOperator(InferenceDefaultsMixin, BaseOperator):
         model: str = DEFAULT_MODEL,
         cassandra_conn_id: str = "cassandra_default",
         max_chunk_chars: int = 600,
-        inference_socket: str | None = None,
+        socket_path: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**inference_defaults(kwargs))
@@ -48,7 +48,7 @@ class KnowledgeIngestOperator(InferenceDefaultsMixin, BaseOperator):
         self.model = model
         self.cassandra_conn_id = cassandra_conn_id
         self.max_chunk_chars = max_chunk_chars
-        self.inference_socket = inference_socket
+        self.socket_path = socket_path
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Ingest the documents; return the document, chunk, written and unchanged counts."""
@@ -68,7 +68,7 @@ class KnowledgeIngestOperator(InferenceDefaultsMixin, BaseOperator):
         self.log.info("ingesting %d documents as %d chunks with %s", len(documents), len(pieces), self.model)
         from include.inference.backend import get_backend
 
-        vectors = get_backend(self.inference_socket).embed_rows(self.model, [text for _, _, text in pieces])
+        vectors = get_backend(self.socket_path).embed_rows(self.model, [text for _, _, text in pieces])
         chunks = [
             KnowledgeChunk(
                 content=text,

@@ -56,19 +56,19 @@ class CassandraKnowledgeToolset(FunctionToolset[Any]):
 
     :param cassandra_conn_id: the Cassandra connection.
     :param model: the embedding model in ``config/models.yaml``; the one that ingested.
-    :param inference_socket: the inference server's socket; default ``AGENTFLOW_INFERENCE_SOCKET``.
+    :param socket_path: the inference server's socket; default ``AGENTFLOW_INFERENCE_SOCKET``.
     """
 
     def __init__(
         self,
         cassandra_conn_id: str = "cassandra_default",
         model: str = DEFAULT_MODEL,
-        inference_socket: str | None = None,
+        socket_path: str | None = None,
     ) -> None:
         super().__init__([self.search_knowledge], id="knowledge")
         self.cassandra_conn_id = cassandra_conn_id
         self.model = model
-        self.inference_socket = inference_socket
+        self.socket_path = socket_path
         self._hook: CassandraHook | None = None
 
     def search_knowledge(self, query: str, k: int = 3, category: str | None = None) -> list[dict[str, Any]]:
@@ -81,7 +81,7 @@ class CassandraKnowledgeToolset(FunctionToolset[Any]):
         from include.inference.backend import get_backend
         from operators.hooks.cassandra import CassandraHook
 
-        [vector] = get_backend(self.inference_socket).embed_rows(self.model, [query])
+        [vector] = get_backend(self.socket_path).embed_rows(self.model, [query])
         if self._hook is None:
             self._hook = CassandraHook(self.cassandra_conn_id)
         filters = {"category": category} if category else None

@@ -419,48 +419,6 @@ def test_render_template_missing_value(tmp_path: Path) -> None:
 # -- CQL ---------------------------------------------------------------------------------
 
 
-def test_split_cql() -> None:
-    text = """
-    -- a comment; with a semicolon
-    CREATE KEYSPACE IF NOT EXISTS k WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1};
-    /* block; comment */ CREATE TABLE IF NOT EXISTS k.t (id int PRIMARY KEY, s text); // trailing; comment
-    INSERT INTO k.t (id, s) VALUES (1, 'it''s; fine');
-    CREATE FUNCTION IF NOT EXISTS k.f (x int) RETURNS NULL ON NULL INPUT RETURNS int
-      LANGUAGE java AS $$ return x; $$;
-    ;
-    """
-    statements = launcher.split_cql(text)
-    assert len(statements) == 4
-    assert statements[0].startswith("CREATE KEYSPACE")
-    assert statements[1] == "CREATE TABLE IF NOT EXISTS k.t (id int PRIMARY KEY, s text)"
-    assert statements[2] == "INSERT INTO k.t (id, s) VALUES (1, 'it''s; fine')"
-    assert statements[3].endswith("$$ return x; $$")
-
-
-def test_split_cql_of_the_project_schema() -> None:
-    for path in launcher.schema_files(REPO_ROOT / "config" / "cassandra"):
-        statements = launcher.split_cql(path.read_text())
-        assert statements, f"{path.name} has no statement"
-        for statement in statements:
-            assert not any(line.strip().startswith("--") for line in statement.splitlines())
-
-
-def test_schema_versions(tmp_path: Path) -> None:
-    assert launcher.schema_version_of(Path("001_keyspace.cql")) == 1
-    assert launcher.schema_version_of(Path("012_more.cql")) == 12
-    with pytest.raises(launcher.LauncherError, match="version number"):
-        launcher.schema_version_of(Path("keyspace.cql"))
-    for name in ("002_b.cql", "001_a.cql", "010_c.cql"):
-        (tmp_path / name).write_text("")
-    assert [p.name for p in launcher.schema_files(tmp_path)] == ["001_a.cql", "002_b.cql", "010_c.cql"]
-    (tmp_path / "2_dup.cql").write_text("")
-    with pytest.raises(launcher.LauncherError, match="share version 2"):
-        launcher.schema_files(tmp_path)
-
-
-# -- CLI ---------------------------------------------------------------------------------
-
-
 def test_cli_unknown_service_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert launcher.main(["status", "zookeeper"]) == 2
     err = capsys.readouterr().err
