@@ -11,6 +11,7 @@ VENV := $(ROOT)/.venv
 PY := $(VENV)/bin/python
 STACK := $(ROOT)/.stack
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 LAUNCHER := $(PY) $(ROOT)/docker/launcher.py
 DOTENV := $(VENV)/bin/dotenv
 # The embedded default: SQLite metadata DB in .stack/airflow-embedded, LocalExecutor.
@@ -20,7 +21,7 @@ EMBEDDED := AIRFLOW_HOME=$(STACK)/airflow-embedded AIRFLOW__CORE__DAGS_FOLDER=$(
 	$(DOTENV) -f $(ROOT)/config/airflow/embedded.env run --
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo test test-unit lint format up down status lock clean
+.PHONY: help venv venv-dev demo test test-unit lint format up down status lock clean
 
 help:
 	@echo "make demo   run the flagship agent DAG (support_ticket_triage) with airflow dags test"
@@ -30,16 +31,23 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt requirements-convert.txt pyproject.toml
+# The runtime lock (all `make demo` needs). Once the dev extras are in, re-syncs keep them.
+$(STAMP): requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 2; }
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "make: $(PYTHON) is not Python 3.11 (the lock is for 3.11)"; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check uv==0.13.8
-	# The runtime lock plus the conversion extra (PyTorch, for model conversion and the
-	# reference in tests and bench/); the Docker image installs the runtime lock only.
-	$(VENV)/bin/uv pip sync --python $(PY) requirements.txt requirements-convert.txt
+	$(VENV)/bin/uv pip sync --python $(PY) requirements.txt $(if $(wildcard $(DEV_STAMP)),requirements-convert.txt)
 	$(VENV)/bin/uv pip install --python $(PY) --no-deps -e .
 	touch $(STAMP)
+
+# Plus the conversion extra (PyTorch: model conversion, the reference in tests and bench/),
+# for the tests and the full stack; the Docker image has the runtime lock only.
+$(DEV_STAMP): $(STAMP) requirements-convert.txt
+	$(VENV)/bin/uv pip install --python $(PY) --no-deps -r requirements-convert.txt
+	touch $(DEV_STAMP)
+
+venv-dev: $(DEV_STAMP)
 
 demo: venv
 	@mkdir -p $(STACK)/airflow-embedded
@@ -60,12 +68,12 @@ format: venv
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test-unit: venv
+test-unit: venv-dev
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 # Services are started once for the integration tests; the e2e test runs `make up` and
 # `make down` itself. The services are stopped whatever the tests' outcome.
-test: venv
+test: venv-dev
 	$(MAKE) --no-print-directory lint
 	$(LAUNCHER) up
 	status=0; AGENTFLOW_SERVICES_STARTED=1 $(PY) -m pytest tests/unit tests/integration tests/e2e \
@@ -73,7 +81,7 @@ test: venv
 	$(LAUNCHER) down || true; \
 	exit $$status
 
-up: venv
+up: venv-dev
 	$(LAUNCHER) up --airflow
 
 down:
