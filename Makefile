@@ -14,10 +14,10 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 LAUNCHER := $(PY) $(ROOT)/docker/launcher.py
 DOTENV := $(VENV)/bin/dotenv
-# The embedded default: SQLite metadata DB in .stack/airflow-embedded, LocalExecutor.
+# The embedded default: SQLite metadata DB in .stack/airflow-embedded, LocalExecutor, and
+# no service connection (Kafka, Cassandra, ...): what needs one falls back (see README).
 EMBEDDED := AIRFLOW_HOME=$(STACK)/airflow-embedded AIRFLOW__CORE__DAGS_FOLDER=$(ROOT)/dags \
 	AIRFLOW__CORE__PLUGINS_FOLDER=$(ROOT)/plugins PATH=$(VENV)/bin:$$PATH \
-	$(DOTENV) -f $(ROOT)/config/airflow/connections.env run -- \
 	$(DOTENV) -f $(ROOT)/config/airflow/embedded.env run --
 PYTEST_ARGS ?=
 

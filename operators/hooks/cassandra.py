@@ -3,17 +3,25 @@
 The apache-cassandra provider owns the ``cassandra`` connection type; this hook has its own
 type so its settings (consistency levels, retries, TTLs, replication) come from the
 connection's extras. It connects lazily: constructing it does no I/O.
+
+``state_backend`` is what the rest of the code calls: this hook when the connection exists,
+else the embedded default (``include.state.embedded.EmbeddedState``, one SQLite file).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
 
 if TYPE_CHECKING:
     from include.state.audit import AuditTrail
+    from include.state.embedded import EmbeddedState
     from include.state.knowledge import KnowledgeStore
     from include.state.ledger import EventLedger
     from include.state.memory import ConversationMemory
@@ -125,3 +133,56 @@ class CassandraHook(BaseHook):
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+log = logging.getLogger(__name__)
+
+_announced: set[tuple[str, str]] = set()
+_announced_lock = threading.Lock()
+
+
+def _announce(kind: str, where: str, message: str, *args: object) -> None:
+    """Log ``message`` at INFO the first time this process uses ``kind`` at ``where``, then at DEBUG."""
+    with _announced_lock:
+        first = (kind, where) not in _announced
+        _announced.add((kind, where))
+    log.log(logging.INFO if first else logging.DEBUG, message, *args)
+
+
+def state_backend(
+    cassandra_conn_id: str = CassandraHook.default_conn_name,
+    *,
+    embedded_path: str | os.PathLike[str] | None = None,
+) -> CassandraHook | EmbeddedState:
+    """Return the state backend: Cassandra when the connection exists, else the embedded default.
+
+    Both give ``event_ledger()``, ``memory()``, ``knowledge()``, ``audit()`` and ``close()``
+    with the same methods. Only a connection that is not defined selects the embedded
+    default; any other error while looking it up is raised. Nothing connects here.
+
+    :param cassandra_conn_id: the ``agentflow_cassandra`` connection to use when it exists.
+    :param embedded_path: the SQLite file of the embedded default; default
+        ``$AGENTFLOW_STATE_DB``, else ``$AIRFLOW_HOME/agentflow_state.db``.
+    """
+    try:
+        CassandraHook.get_connection(cassandra_conn_id)
+    except AirflowNotFoundException:
+        from pathlib import Path
+
+        from include.state.embedded import EmbeddedState, EmbeddedStateSettings
+
+        settings = (
+            EmbeddedStateSettings(path=Path(embedded_path))
+            if embedded_path is not None
+            else EmbeddedStateSettings()
+        )
+        _announce(
+            "embedded",
+            str(settings.path),
+            "state backend: embedded SQLite file %s (no connection %r)",
+            settings.path,
+            cassandra_conn_id,
+        )
+        return EmbeddedState(settings)
+    _announce("cassandra", cassandra_conn_id, "state backend: Cassandra via connection %r", cassandra_conn_id)
+    return CassandraHook(cassandra_conn_id)

@@ -1,4 +1,4 @@
-"""Chunk, embed (OpenVINO) and upsert documents into the Cassandra knowledge store."""
+"""Chunk, embed (OpenVINO) and upsert documents into the knowledge store (Cassandra or embedded)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ class KnowledgeIngestOperator(InferenceDefaultsMixin, BaseOperator):
     :param documents_dir: folder of ``*.md`` documents with front-matter (``id``, ``title``,
         ``category``); default: the corpus shipped in ``include/knowledge/corpus``.
     :param model: the embedding model's name in ``config/models.yaml``.
-    :param cassandra_conn_id: the Cassandra connection (an ``agentflow_cassandra`` type).
+    :param cassandra_conn_id: the Cassandra connection (an ``agentflow_cassandra`` type); when it
+        is not defined, the embedded SQLite store (``operators.hooks.cassandra.state_backend``).
     :param max_chunk_chars: the longest chunk, in characters.
     :param socket_path: the inference server's socket; default ``AGENTFLOW_INFERENCE_SOCKET``.
     """
@@ -57,7 +58,7 @@ class KnowledgeIngestOperator(InferenceDefaultsMixin, BaseOperator):
         from include.knowledge.chunking import chunk_text
         from include.knowledge.corpus import CORPUS_DIR, load_corpus
         from include.state.knowledge import KnowledgeChunk
-        from operators.hooks.cassandra import CassandraHook
+        from operators.hooks.cassandra import state_backend
 
         documents = load_corpus(Path(self.documents_dir) if self.documents_dir else CORPUS_DIR)
         pieces = [
@@ -80,11 +81,11 @@ class KnowledgeIngestOperator(InferenceDefaultsMixin, BaseOperator):
             )
             for (doc, index, text), vector in zip(pieces, vectors, strict=True)
         ]
-        hook = CassandraHook(self.cassandra_conn_id)
+        backend = state_backend(self.cassandra_conn_id)
         try:
-            result = hook.knowledge().upsert(chunks)
+            result = backend.knowledge().upsert(chunks)
         finally:
-            hook.close()
+            backend.close()
         self.log.info("knowledge store: %d written, %d unchanged", len(result.written), len(result.unchanged))
         return {
             "documents": len(documents),

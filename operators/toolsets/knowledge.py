@@ -6,7 +6,8 @@ Two backings with one tool shape (``search_knowledge(query, k)`` returning passa
 * :func:`knowledge_toolset`: BM25 over the corpus shipped in ``include/knowledge/corpus``,
   in memory; the embedded default (``make demo``), no service needed.
 * :class:`CassandraKnowledgeToolset`: the Cassandra 5 vector store (SAI ANN) with the
-  query embedded by OpenVINO, for documents ingested by ``KnowledgeIngestOperator``.
+  query embedded by OpenVINO, for documents ingested by ``KnowledgeIngestOperator``; without
+  the connection, the embedded SQLite store (``operators.hooks.cassandra.state_backend``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from include.knowledge import LexicalIndex, load_corpus
 from operators.inference._common import DEFAULT_MODEL
 
 if TYPE_CHECKING:
+    from include.state.embedded import EmbeddedState
     from operators.hooks.cassandra import CassandraHook
 
 MAX_K = 10
@@ -54,7 +56,8 @@ class CassandraKnowledgeToolset(FunctionToolset[Any]):
     agent leaves the toolset (pydantic-ai's ``__aexit__``). The query is embedded by the
     node's warm inference server, or in-process.
 
-    :param cassandra_conn_id: the Cassandra connection.
+    :param cassandra_conn_id: the Cassandra connection; when it is not defined, the embedded
+        SQLite store.
     :param model: the embedding model in ``config/models.yaml``; the one that ingested.
     :param socket_path: the inference server's socket; default ``AGENTFLOW_INFERENCE_SOCKET``.
     """
@@ -69,7 +72,7 @@ class CassandraKnowledgeToolset(FunctionToolset[Any]):
         self.cassandra_conn_id = cassandra_conn_id
         self.model = model
         self.socket_path = socket_path
-        self._hook: CassandraHook | None = None
+        self._backend: CassandraHook | EmbeddedState | None = None
 
     def search_knowledge(self, query: str, k: int = 3, category: str | None = None) -> list[dict[str, Any]]:
         """Search the support knowledge base by meaning; return the best passages with their scores.
@@ -79,13 +82,13 @@ class CassandraKnowledgeToolset(FunctionToolset[Any]):
         :param category: only passages of this category (billing, shipping, returns, account, technical).
         """
         from include.inference.backend import get_backend
-        from operators.hooks.cassandra import CassandraHook
+        from operators.hooks.cassandra import state_backend
 
         [vector] = get_backend(self.socket_path).embed_rows(self.model, [query])
-        if self._hook is None:
-            self._hook = CassandraHook(self.cassandra_conn_id)
+        if self._backend is None:
+            self._backend = state_backend(self.cassandra_conn_id)
         filters = {"category": category} if category else None
-        hits = self._hook.knowledge().search(vector, k=max(1, min(int(k), MAX_K)), filters=filters)
+        hits = self._backend.knowledge().search(vector, k=max(1, min(int(k), MAX_K)), filters=filters)
         return [
             {
                 "doc_id": hit.metadata.get("doc_id", hit.source or hit.content_hash),
@@ -99,7 +102,7 @@ class CassandraKnowledgeToolset(FunctionToolset[Any]):
 
     async def __aexit__(self, *args: Any) -> bool | None:
         """Close the Cassandra session opened by this run's searches."""
-        if self._hook is not None:
-            self._hook.close()
-            self._hook = None
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
         return await super().__aexit__(*args)
