@@ -8,7 +8,9 @@ validates each message against `config/kafka/payloads.yaml`, sends malformed one
 Cassandra ledger, and commits offsets only after the asset event is stored.
 
 * **read_tickets**: the run's triggering events as typed `EventEnvelope` /
-  `SupportTicket` models (several events may be folded into one run).
+  `SupportTicket` models (several events may be folded into one run), each claimed for
+  this run in the ledger: a ticket redelivered after a triggerer crash that started a
+  second run is processed by the first run only; a retry of this task keeps its tickets.
 * **publish_acknowledgements**: one `support.reply.created` event per ticket on
   `support.replies`, correlated with the ticket's `event_id`, through the idempotent
   producer; a retry re-publishes the same event ids.
@@ -52,12 +54,14 @@ support_tickets = Asset(
 def support_ticket_events() -> None:
     @task
     def read_tickets(**context: Any) -> list[dict[str, Any]]:
-        """Return the run's ticket events, validated, oldest first."""
+        """Return the ticket events this run owns (claimed in the ledger), validated, oldest first."""
         from include.events import SupportTicket
         from operators.events import triggering_events
 
         tickets = []
-        for envelope in triggering_events(context, event_type="support.ticket.created"):
+        for envelope in triggering_events(
+            context, event_type="support.ticket.created", claim=True, cassandra_conn_id="cassandra_default"
+        ):
             ticket = SupportTicket.model_validate(envelope.payload)
             log.info("Ticket %s (event %s): %s", ticket.ticket_id, envelope.event_id, ticket.subject)
             tickets.append({"envelope": envelope.model_dump(mode="json"), "ticket": ticket.model_dump()})

@@ -113,7 +113,12 @@ def publish_events(
 
 
 def triggering_events(
-    context: Mapping[str, Any], asset: Any = None, *, event_type: str | None = None
+    context: Mapping[str, Any],
+    asset: Any = None,
+    *,
+    event_type: str | None = None,
+    claim: bool = False,
+    cassandra_conn_id: str = "cassandra_default",
 ) -> list[EventEnvelope]:
     """Return the Kafka events that started this run, as validated envelopes, oldest first.
 
@@ -122,10 +127,21 @@ def triggering_events(
     from a Kafka event watcher (a manual asset event, an upstream task) are skipped. An
     ``event_id`` present twice (the same event folded into one run) is returned once.
 
+    With ``claim=True`` only the events this run owns are returned: each is claimed in the
+    Cassandra ledger under ``(dag_id, event_id)`` with this ``run_id`` as owner
+    (:func:`include.events.claims.claim_for_run`), so an event redelivered after a
+    triggerer crash and folded into a second run is processed by one run only, while a
+    retry of this task (same run) gets the same events again.
+
     :param context: the task's context.
     :param asset: only the events of this asset (``Asset`` or ``AssetRef``); all if ``None``.
     :param event_type: only events of this type.
+    :param claim: claim the events for this run and return only those it owns.
+    :param cassandra_conn_id: the Cassandra connection of the ledger (with ``claim=True``); when
+        it is not defined, the embedded SQLite ledger (``operators.hooks.cassandra.state_backend``).
     :raises pydantic.ValidationError: a stored envelope is malformed.
+    :raises ValueError: ``claim=True`` without ``dag_run`` (or ``ti``) in the context.
+    :raises StateStoreUnavailableError: ``claim=True`` and Cassandra is unreachable.
     """
     accessor = context.get("triggering_asset_events") or {}
     groups = [accessor[asset]] if asset is not None else [accessor[a] for a in accessor]
@@ -143,4 +159,29 @@ def triggering_events(
             seen.add(envelope.event_id)
             envelopes.append(envelope)
     envelopes.sort(key=lambda e: e.timestamp)
+    if claim and envelopes:
+        owned = set(_claim_for_this_run(context, [e.event_id for e in envelopes], cassandra_conn_id))
+        envelopes = [e for e in envelopes if e.event_id in owned]
     return envelopes
+
+
+def _claim_for_this_run(
+    context: Mapping[str, Any], event_ids: list[str], cassandra_conn_id: str
+) -> list[str]:
+    """Claim ``event_ids`` for the context's run in the ledger; return those it owns."""
+    from include.events.claims import claim_for_run
+    from operators.hooks.cassandra import state_backend
+
+    source = context.get("dag_run") or context.get("ti")
+    dag_id = getattr(source, "dag_id", None)
+    run_id = getattr(source, "run_id", None)
+    if not dag_id or not run_id:
+        raise ValueError("triggering_events(claim=True) needs the task context (dag_run or ti with run_id)")
+    backend = state_backend(cassandra_conn_id)  # Cassandra, or the embedded file without the connection
+    try:
+        owned = claim_for_run(backend.event_ledger(), dag_id, run_id, event_ids)
+    finally:
+        backend.close()
+    if len(owned) < len(event_ids):
+        log.info("Run %s owns %d of its %d triggering event(s)", run_id, len(owned), len(event_ids))
+    return owned

@@ -411,3 +411,51 @@ async def test_produce_operator_and_reply_sensor(topics: Topics) -> None:
     assert envelope["event_id"] == produced["event_id"]
     assert envelope["correlation_id"] == ticket_id
     assert TicketReply.model_validate(envelope["payload"]).result.reply == "Refunded."
+
+
+def _run_context(dag_id: str, run_id: str, event_ids: list[str]) -> dict[str, Any]:
+    """A task context whose run was triggered by asset events carrying ``event_ids``."""
+
+    class AssetEvent:
+        def __init__(self, event_id: str) -> None:
+            envelope = json.loads(_ticket(event_id))
+            self.extra = {"payload": {"envelope": envelope, "kafka": {}}}
+
+    class DagRun:
+        pass
+
+    dag_run = DagRun()
+    dag_run.dag_id, dag_run.run_id = dag_id, run_id  # type: ignore[attr-defined]
+    return {"dag_run": dag_run, "triggering_asset_events": {"tickets": [AssetEvent(e) for e in event_ids]}}
+
+
+def test_each_event_is_claimed_by_one_run_and_re_claimed_by_its_retry(services: None) -> None:
+    from operators.events import triggering_events
+
+    dag_id = f"it_claims_{uuid.uuid4().hex[:8]}"
+    ids = [f"rc-{uuid.uuid4().hex[:8]}-{i}" for i in range(4)]
+    first = triggering_events(_run_context(dag_id, "run-a", ids[:3]), claim=True)
+    # The crash window: ids[2] redelivered and folded into a second run with a new event.
+    second = triggering_events(_run_context(dag_id, "run-b", ids[2:]), claim=True)
+    retry = triggering_events(_run_context(dag_id, "run-a", ids[:3]), claim=True)
+    other_dag = triggering_events(_run_context(dag_id + "_other", "run-a", ids), claim=True)
+    assert [e.event_id for e in first] == ids[:3]
+    assert [e.event_id for e in second] == ids[3:]
+    assert [e.event_id for e in retry] == ids[:3]
+    assert [e.event_id for e in other_dag] == ids
+
+
+def test_concurrent_runs_claim_disjoint_events_in_cassandra(services: None) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from operators.events import triggering_events
+
+    dag_id = f"it_claims_{uuid.uuid4().hex[:8]}"
+    ids = [f"cc-{uuid.uuid4().hex[:8]}-{i}" for i in range(20)]
+
+    def run(n: int) -> list[str]:
+        return [e.event_id for e in triggering_events(_run_context(dag_id, f"run-{n}", ids), claim=True)]
+
+    with ThreadPoolExecutor(4) as pool:
+        owned = [event_id for result in pool.map(run, range(4)) for event_id in result]
+    assert sorted(owned) == sorted(ids)
