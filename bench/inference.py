@@ -188,6 +188,7 @@ def main() -> None:
     )
     parser.add_argument("--no-append", action="store_true", help="print only, do not touch RESULTS.md")
     args = parser.parse_args()
+    load_at_start = os.getloadavg()[0]
     texts = corpus(args.sentences)
 
     ov_f32 = load_encoder(get_model_spec("all-minilm-l6-v2-f32").model_copy(update={"max_batch": args.batch}))
@@ -227,7 +228,8 @@ def main() -> None:
         f"({ov_f32.hardware.cpu_model if ov_f32.hardware else '?'}; flags "
         f"{' '.join(ov_f32.hardware.flags) if ov_f32.hardware else '?'}), "
         f"Python {platform.python_version()}. "
-        "**Shared with other engineers' tests while it ran: absolute numbers are noisy, compare ratios.** "
+        f"Load average at the start: {load_at_start:.2f} (above the CPU count means other work shared "
+        "the machine: compare ratios, not absolute numbers). "
         f"Corpus: {args.sentences} support-style sentences of {min(lengths)}-{max(lengths)} tokens; every "
         f"configuration uses length-sorted batches of {args.batch}; {args.rounds} timed passes each after a "
         "warm-up, round-robin, best kept; batch-1 p50 over 50 single texts.",
