@@ -673,16 +673,20 @@ def tail_file(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """Parse ``KEY=VALUE`` lines (blank and ``#`` lines skipped, split on the first ``=``, no quoting)."""
+    """Parse a ``.env`` file with python-dotenv, the parser the Makefile's ``dotenv run`` uses.
+
+    :raises LauncherError: a line that is not ``KEY=VALUE`` (dotenv alone would skip it).
+    """
+    from dotenv.parser import parse_stream
+
     values: dict[str, str] = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        key, sep, value = stripped.partition("=")
-        if not sep or not key.strip():
-            raise LauncherError(f"{path}:{number}: expected KEY=VALUE, got {stripped[:60]!r}")
-        values[key.strip()] = value.strip()
+    with path.open() as stream:
+        for binding in parse_stream(stream):
+            if binding.error or (binding.key is not None and binding.value is None):
+                line = binding.original.string.strip()
+                raise LauncherError(f"{path}:{binding.original.line}: expected KEY=VALUE, got {line[:60]!r}")
+            if binding.key is not None and binding.value is not None:
+                values[binding.key] = binding.value
     return values
 
 
