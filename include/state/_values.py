@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from include.errors import NotJSONError, ValueTooLargeError
@@ -58,3 +60,21 @@ def check_key(value: Any, *, what: str, max_len: int = 512) -> str:
     if not value or len(value) > max_len:
         raise ValueError(f"{what} must be 1 to {max_len} characters, got {len(value)}")
     return value
+
+
+def check_vector(vector: Sequence[float], dimension: int, what: str = "the vector") -> list[float]:
+    """Return ``vector`` as floats if it has ``dimension`` finite values, not all zero.
+
+    :raises TypeError: if it is not a sequence.
+    :raises ValueError: otherwise, saying what is wrong.
+    """
+    if isinstance(vector, str | bytes) or not isinstance(vector, Sequence | Iterable):
+        raise TypeError(f"{what} must be a sequence of floats, got {type(vector).__name__}")
+    values = [float(x) for x in vector]
+    if len(values) != dimension:
+        raise ValueError(f"{what} has {len(values)} dimensions, the store's is {dimension}")
+    if not all(math.isfinite(x) for x in values):
+        raise ValueError(f"{what} holds NaN or infinity")
+    if not any(values):
+        raise ValueError(f"{what} is all zeros, which has no cosine similarity")
+    return values

@@ -34,7 +34,7 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from include.errors import StateStoreError, StateStoreTimeoutError
-from include.state._values import check_byte_count, check_key, dump_json
+from include.state._values import check_byte_count, check_key, check_vector, dump_json
 from include.state.audit import MAX_READ, AuditKind, AuditRecord
 from include.state.knowledge import FILTER_COLUMNS, MAX_K, KnowledgeChunk, KnowledgeHit, UpsertResult
 from include.state.ledger import LedgerEntry
@@ -510,16 +510,7 @@ class EmbeddedKnowledgeStore:
         :raises TypeError: if it is not a sequence.
         :raises ValueError: otherwise, saying what is wrong.
         """
-        if isinstance(vector, str | bytes) or not isinstance(vector, Sequence | Iterable):
-            raise TypeError(f"{what} must be a sequence of floats, got {type(vector).__name__}")
-        values = [float(x) for x in vector]
-        if len(values) != self.dimension:
-            raise ValueError(f"{what} has {len(values)} dimensions, the store's is {self.dimension}")
-        if not all(math.isfinite(x) for x in values):
-            raise ValueError(f"{what} holds NaN or infinity")
-        if not any(values):
-            raise ValueError(f"{what} is all zeros, which has no cosine similarity")
-        return values
+        return check_vector(vector, self.dimension, what)
 
     def upsert(self, chunks: Sequence[KnowledgeChunk]) -> UpsertResult:
         """Store chunks keyed by content hash, writing only what is new or changed (one transaction).

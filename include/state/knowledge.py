@@ -10,14 +10,13 @@ vectors; computing them (the OpenVINO embedder) is the caller's business.
 from __future__ import annotations
 
 import hashlib
-import math
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from include.state._values import check_byte_count
+from include.state._values import check_byte_count, check_vector
 from include.state.session import CassandraClient
 
 #: Columns ``search`` may filter on (each has an SAI index).
@@ -106,16 +105,7 @@ class KnowledgeStore:
 
         :raises ValueError: otherwise, saying what is wrong.
         """
-        if isinstance(vector, str | bytes) or not isinstance(vector, Sequence | Iterable):
-            raise TypeError(f"{what} must be a sequence of floats, got {type(vector).__name__}")
-        values = [float(x) for x in vector]
-        if len(values) != self.dimension:
-            raise ValueError(f"{what} has {len(values)} dimensions, the store's is {self.dimension}")
-        if not all(math.isfinite(x) for x in values):
-            raise ValueError(f"{what} holds NaN or infinity")
-        if not any(values):
-            raise ValueError(f"{what} is all zeros, which has no cosine similarity")
-        return values
+        return check_vector(vector, self.dimension, what)
 
     def upsert(self, chunks: Sequence[KnowledgeChunk]) -> UpsertResult:
         """Store chunks keyed by content hash, writing only what is new or changed.
