@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run the agentflow service stack on this machine without a Docker engine.
 
-``python docker/launcher.py {up,down,status,logs} [--airflow] [SERVICE ...]``
+``python docker/launcher.py {up,down,status,logs,browser} [--airflow] [SERVICE ...]``
 
 Services: ``kafka`` (4.3, one combined KRaft node) and ``cassandra`` (5.0, one node), both run
 from their Maven Central jars on JDK 17; ``postgres`` and ``redis`` from Debian packages. Each
@@ -11,7 +11,9 @@ runs as our own process on 127.0.0.1, with its data under ``<repo>/.stack`` (ove
 ``${XDG_CACHE_HOME:-~/.cache}/agentflow/jars`` so fresh clones reuse them.
 
 With ``--airflow``, ``up`` then starts Airflow (api-server, scheduler, dag-processor, triggerer
-and a Celery worker) configured for those services, and ``down`` stops it first.
+and a Celery worker) configured for those services, and ``down`` stops it first. ``browser``
+installs Debian's ``chromium`` and ``chromium-driver`` when missing (as root) and prints their
+paths, for the UI's browser test (tests/e2e/test_ui_browser.py runs it itself).
 
 Errors print ``launcher: <message>`` and exit 2. With ``CI=true`` warnings are errors too.
 """
@@ -783,6 +785,19 @@ def _redis_server() -> str | None:
     )
 
 
+#: Debian packages of the browser test (tests/e2e/test_ui_browser.py): headless Chromium and its driver.
+BROWSER_PACKAGES: tuple[str, ...] = ("chromium", "chromium-driver")
+
+
+def browser_paths() -> tuple[str | None, str | None]:
+    """Return ``(chromium, chromedriver)`` executables, each None when missing."""
+
+    def find(name: str) -> str | None:
+        return shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
+
+    return find("chromium"), find("chromedriver")
+
+
 class Launcher:
     """Starts, checks and stops the stack described by a StackLayout.
 
@@ -937,6 +952,34 @@ class Launcher:
             self._stop_distro_service("redis-server", 6379)
         if "postgresql" in needed:
             self._stop_distro_service("postgresql", 5432)
+
+    def ensure_browser(self) -> tuple[str, str]:
+        """Install Debian's ``chromium`` and ``chromium-driver`` when missing (root); return their paths.
+
+        :raises LauncherError: when they are missing and cannot be installed here.
+        """
+        chromium, driver = browser_paths()
+        if chromium and driver:
+            return chromium, driver
+        needed = " ".join(BROWSER_PACKAGES)
+        if os.geteuid() != 0 or not shutil.which("apt-get"):
+            raise LauncherError(
+                f"the browser test needs Debian's {needed}; run: sudo apt-get install -y {needed}"
+            )
+        log.info("installing %s with apt-get", needed)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for argv in (
+            ["apt-get", "update"],
+            ["apt-get", "install", "-y", "--no-install-recommends", *BROWSER_PACKAGES],
+        ):
+            proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+            if proc.returncode != 0:
+                tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
+                raise LauncherError(f"{' '.join(argv)} failed: {' | '.join(tail)}")
+        chromium, driver = browser_paths()
+        if not (chromium and driver):
+            raise LauncherError(f"apt-get installed {needed} but chromium/chromedriver are not on PATH")
+        return chromium, driver
 
     def _stop_distro_service(self, service: str, port: int) -> None:
         if port_is_free(port):
@@ -1565,6 +1608,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--airflow", action="store_true", help="also the Airflow processes")
         if command == "down":
             p.add_argument("--purge", action="store_true", help="also delete their data under the stack dir")
+    sub.add_parser("browser", help="install headless Chromium and chromedriver (Debian) for the UI test")
     p = sub.add_parser("logs", help="print the tail of a process's log")
     p.add_argument("service", metavar="SERVICE", help="a service, an airflow-* process or airflow-init")
     p.add_argument("-n", "--lines", type=int, default=50)
@@ -1602,6 +1646,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise LauncherError(f"no log yet at {path}")
             for line in tail_file(path, args.lines):
                 print(line)
+            return 0
+        if args.command == "browser":
+            for path in launcher.ensure_browser():
+                print(path)
             return 0
         services, airflow = parse_selection(args.services, args.airflow)
         if args.command == "up":

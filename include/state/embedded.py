@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,12 +46,14 @@ from include.errors import StateStoreError, StateStoreTimeoutError
 from include.state._values import check_byte_count, check_key, check_vector, dump_json
 from include.state.audit import MAX_READ, AuditKind, AuditRecord
 from include.state.knowledge import FILTER_COLUMNS, MAX_K, KnowledgeChunk, KnowledgeHit, UpsertResult
-from include.state.ledger import LedgerEntry
+from include.state.ledger import ClaimRequest, LedgerEntry, check_claim
 from include.state.memory import CHARS_PER_TOKEN, MAX_TURNS, MemoryTurn, encode_messages
 from include.state.settings import CassandraSettings
 
 if TYPE_CHECKING:
     from pydantic_ai.messages import ModelMessage
+
+    from include.state.runs import AgentRunSummary
 
 #: The environment variable naming the SQLite file.
 STATE_DB_ENV = "AGENTFLOW_STATE_DB"
@@ -66,7 +68,8 @@ _UUID_EPOCH_100NS = 0x01B21DD213814000  # 1582-10-15 to 1970-01-01, in 100 ns
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS event_ledger (
         event_id TEXT PRIMARY KEY, topic TEXT NOT NULL, kafka_partition INTEGER, kafka_offset INTEGER,
-        owner TEXT NOT NULL, claimed_at_us INTEGER NOT NULL, expires_at REAL NOT NULL)""",
+        owner TEXT NOT NULL, claimed_at_us INTEGER NOT NULL, expires_at REAL NOT NULL,
+        claimed_by TEXT)""",
     "CREATE INDEX IF NOT EXISTS event_ledger_expiry ON event_ledger (expires_at)",
     """CREATE TABLE IF NOT EXISTS conversation_memory (
         session_id TEXT NOT NULL, bucket INTEGER NOT NULL, at_us INTEGER NOT NULL,
@@ -273,6 +276,10 @@ class EmbeddedState:
         """The audit trail in this file."""
         return EmbeddedAuditTrail(self)
 
+    def agent_runs(self) -> EmbeddedAgentRunStore:
+        """Agent run summaries and transcripts in this file."""
+        return EmbeddedAgentRunStore(self)
+
     def close(self) -> None:
         """Nothing to close (every operation closes its connection); mirrors ``CassandraHook.close``."""
 
@@ -280,10 +287,18 @@ class EmbeddedState:
 class EmbeddedEventLedger:
     """``EventLedger`` in SQLite: claims of event ids with a TTL, exactly once.
 
+    A claim may name its ``owner`` (the ``claimed_by`` column): the same owner's later claim is
+    granted again, as in Cassandra. A file made before that column existed gets it on first use
+    (``ALTER TABLE ... ADD COLUMN``); its rows keep no owner. A claim without a topic stores
+    ``''`` there (the column is ``NOT NULL`` in files of every version) and reads back ``None``.
+
     :param state: the embedded state (its settings give the TTL).
     :param ttl_s: how long a claim lives; default ``settings.ledger_ttl_s``.
     :param clock: returns the current UNIX time (tests pass their own).
     """
+
+    _owner_column_checked: ClassVar[set[str]] = set()
+    _owner_column_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(
         self, state: EmbeddedState, *, ttl_s: int | None = None, clock: Callable[[], float] = time.time
@@ -294,34 +309,92 @@ class EmbeddedEventLedger:
             raise ValueError(f"ttl_s must be at least 1 second, got {self.ttl_s}")
         self.clock = clock
 
-    def claim(
-        self, event_id: str, *, topic: str, partition: int | None = None, offset: int | None = None
-    ) -> bool:
-        """Claim ``event_id``: ``True`` the first time, ``False`` while an earlier claim lives.
+    def _ensure_owner_column(self, conn: sqlite3.Connection) -> None:
+        """Add ``claimed_by`` to a ledger table made before it existed; once per file and process."""
+        path = str(self.state.path)
+        if path in self._owner_column_checked:
+            return
+        with self._owner_column_lock:
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(event_ledger)")}
+            if "claimed_by" not in columns:
+                try:
+                    conn.execute("ALTER TABLE event_ledger ADD COLUMN claimed_by TEXT")
+                except sqlite3.OperationalError as exc:  # another process added it meanwhile
+                    if "duplicate column" not in str(exc):
+                        raise
+            self._owner_column_checked.add(path)
 
-        :raises TypeError: if ``event_id`` or ``topic`` is not a string.
-        :raises ValueError: if either is empty or longer than 512 characters.
+    def claim(
+        self,
+        event_id: str,
+        *,
+        topic: str | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+        owner: str | None = None,
+    ) -> bool:
+        """Claim ``event_id``: ``True`` the first time or when ``owner`` holds it, else ``False``.
+
+        :raises TypeError: if ``event_id`` is not a string, ``topic`` or ``owner`` is not a string
+            or ``None``, or neither is given.
+        :raises ValueError: if a value is empty or longer than 512 characters.
         :raises StateStoreTimeoutError: the file stayed locked by another writer.
         """
-        check_key(event_id, what="event_id")
-        check_key(topic, what="topic")
-        now = self.clock()
+        check_claim(event_id, topic, owner)
         with self.state.connect(write=True) as conn:
-            conn.execute("DELETE FROM event_ledger WHERE expires_at <= ?", (now,))
-            cursor = conn.execute(
-                "INSERT OR IGNORE INTO event_ledger (event_id, topic, kafka_partition, kafka_offset, owner, "
-                "claimed_at_us, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    event_id,
-                    topic,
-                    partition,
-                    offset,
-                    uuid.uuid4().hex,
-                    _to_us(datetime.fromtimestamp(now, UTC)),
-                    now + self.ttl_s,
-                ),
-            )
-            return cursor.rowcount == 1
+            self._ensure_owner_column(conn)
+            conn.execute("DELETE FROM event_ledger WHERE expires_at <= ?", (self.clock(),))
+            return self._claim(conn, event_id, topic, partition, offset, owner)
+
+    def _claim(
+        self,
+        conn: sqlite3.Connection,
+        event_id: str,
+        topic: str | None,
+        partition: int | None,
+        offset: int | None,
+        owner: str | None,
+    ) -> bool:
+        now = self.clock()
+        cursor = conn.execute(
+            "INSERT OR IGNORE INTO event_ledger (event_id, topic, kafka_partition, kafka_offset, owner, "
+            "claimed_by, claimed_at_us, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                event_id,
+                topic or "",
+                partition,
+                offset,
+                uuid.uuid4().hex,
+                owner,
+                _to_us(datetime.fromtimestamp(now, UTC)),
+                now + self.ttl_s,
+            ),
+        )
+        if cursor.rowcount == 1:
+            return True
+        if owner is None:
+            return False
+        row = conn.execute("SELECT claimed_by FROM event_ledger WHERE event_id = ?", (event_id,)).fetchone()
+        return row is not None and row[0] == owner
+
+    def claim_batch(self, claims: Sequence[ClaimRequest]) -> list[LedgerEntry | None]:
+        """Claim many event ids in one transaction; per claim, ``None`` if granted, else who holds it.
+
+        :raises TypeError: if an event id, topic or owner is not a string, or a request has
+            neither topic nor owner.
+        :raises ValueError: if a value is empty or longer than 512 characters.
+        :raises StateStoreTimeoutError: the file stayed locked by another writer.
+        """
+        for request in claims:
+            check_claim(request.event_id, request.topic, request.owner)
+        outcomes: list[LedgerEntry | None] = []
+        with self.state.connect(write=True) as conn:
+            self._ensure_owner_column(conn)
+            conn.execute("DELETE FROM event_ledger WHERE expires_at <= ?", (self.clock(),))
+            for r in claims:
+                granted = self._claim(conn, r.event_id, r.topic, r.partition, r.offset, r.owner)
+                outcomes.append(None if granted else self._read(conn, r.event_id))
+        return outcomes
 
     def release(self, event_id: str) -> bool:
         """Forget the live claim of ``event_id``; return whether one existed."""
@@ -336,15 +409,24 @@ class EmbeddedEventLedger:
         """Return the live claim of ``event_id``, or ``None``."""
         check_key(event_id, what="event_id")
         with self.state.connect() as conn:
-            row = conn.execute(
-                "SELECT topic, kafka_partition, kafka_offset, claimed_at_us FROM event_ledger "
-                "WHERE event_id = ? AND expires_at > ?",
-                (event_id, self.clock()),
-            ).fetchone()
+            self._ensure_owner_column(conn)
+            return self._read(conn, event_id)
+
+    def _read(self, conn: sqlite3.Connection, event_id: str) -> LedgerEntry | None:
+        row = conn.execute(
+            "SELECT topic, kafka_partition, kafka_offset, claimed_at_us, claimed_by FROM event_ledger "
+            "WHERE event_id = ? AND expires_at > ?",
+            (event_id, self.clock()),
+        ).fetchone()
         if row is None:
             return None
         return LedgerEntry(
-            event_id=event_id, topic=row[0], partition=row[1], offset=row[2], claimed_at=_from_us(row[3])
+            event_id=event_id,
+            topic=row[0] or None,
+            partition=row[1],
+            offset=row[2],
+            claimed_at=_from_us(row[3]),
+            owner=row[4],
         )
 
 
@@ -774,3 +856,155 @@ class EmbeddedAuditTrail:
             )
             for row in rows
         ]
+
+
+# -- agent runs (include/state/runs.py) ------------------------------------------------
+
+_AGENT_RUNS_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS agent_runs (
+        dag_id TEXT NOT NULL, run_id TEXT NOT NULL, task_id TEXT NOT NULL, map_index INTEGER NOT NULL,
+        try_number INTEGER NOT NULL, day TEXT NOT NULL, finished_at_us INTEGER NOT NULL,
+        summary TEXT NOT NULL, transcript TEXT NOT NULL, expires_at REAL NOT NULL,
+        PRIMARY KEY (dag_id, run_id, task_id, map_index, try_number))""",
+    "CREATE INDEX IF NOT EXISTS agent_runs_listing ON agent_runs (day, finished_at_us)",
+    "CREATE INDEX IF NOT EXISTS agent_runs_expiry ON agent_runs (expires_at)",
+)
+
+
+class EmbeddedAgentRunStore:
+    """``AgentRunStore`` in SQLite: one row per agent task try, living ``ttl_s``.
+
+    Same contract as the Cassandra store: a transcript over ``max_value_bytes`` is stored
+    truncated (``include.state.runs.truncate_transcript``), a non-JSON one is refused.
+
+    :param state: the embedded state (its settings give the TTL and size limit).
+    :param ttl_s: how long runs live; default ``settings.audit_ttl_s``.
+    :param clock: returns the current UNIX time (tests pass their own).
+    """
+
+    def __init__(
+        self, state: EmbeddedState, *, ttl_s: int | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.state = state
+        self.ttl_s = int(ttl_s if ttl_s is not None else state.settings.audit_ttl_s)
+        if self.ttl_s < 1:
+            raise ValueError(f"ttl_s must be at least 1 second, got {self.ttl_s}")
+        self.clock = clock
+
+    @contextmanager
+    def _connect(self, *, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """The state's connection; writers create the table first (readers check ``_ready``)."""
+        with self.state.connect(write=write) as conn:
+            if write:
+                for statement in _AGENT_RUNS_SCHEMA:
+                    conn.execute(statement)
+            yield conn
+
+    def record(self, summary: AgentRunSummary, transcript: list[dict[str, Any]]) -> None:
+        """Store one run (a retry of the same try replaces it).
+
+        :raises TypeError: ``summary`` is not an ``AgentRunSummary`` or ``transcript`` not a list of dicts.
+        :raises NotJSONError: the transcript is not JSON-serialisable; nothing is written.
+        """
+        from include.state.runs import AgentRunSummary, check_transcript, truncate_transcript
+
+        if not isinstance(summary, AgentRunSummary):
+            raise TypeError(f"summary must be an AgentRunSummary, got {type(summary).__name__}")
+        max_bytes = self.state.settings.max_value_bytes
+        messages, _ = truncate_transcript(check_transcript(transcript), max_bytes=max_bytes)
+        text = dump_json(messages, max_bytes=max_bytes, what="the transcript")
+        now = self.clock()
+        with self._connect(write=True) as conn:
+            conn.execute("DELETE FROM agent_runs WHERE expires_at <= ?", (now,))
+            conn.execute(
+                "INSERT OR REPLACE INTO agent_runs (dag_id, run_id, task_id, map_index, try_number, day, "
+                "finished_at_us, summary, transcript, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    summary.dag_id,
+                    summary.run_id,
+                    summary.task_id,
+                    summary.map_index,
+                    summary.try_number,
+                    summary.day.isoformat(),
+                    _to_us(summary.finished_at),
+                    summary.model_dump_json(),
+                    text,
+                    now + self.ttl_s,
+                ),
+            )
+
+    def list_runs(self, day: date, *, dag_id: str | None = None, limit: int = 100) -> list[AgentRunSummary]:
+        """Return the live runs that finished on UTC ``day``, newest first.
+
+        :param dag_id: only this DAG's runs.
+        :param limit: the most runs (1 to ``MAX_LIST``).
+        :raises ValueError: a limit out of range or an empty ``dag_id``.
+        """
+        from include.state.runs import MAX_LIST, AgentRunSummary, as_day
+
+        day = as_day(day)
+        if dag_id is not None:
+            check_key(dag_id, what="dag_id", max_len=250)
+        if not 1 <= int(limit) <= MAX_LIST:
+            raise ValueError(f"limit must be 1 to {MAX_LIST}, got {limit}")
+        sql = "SELECT summary FROM agent_runs WHERE day = ? AND expires_at > ?"
+        params: list[object] = [day.isoformat(), self.clock()]
+        if dag_id is not None:
+            sql += " AND dag_id = ?"
+            params.append(dag_id)
+        sql += " ORDER BY finished_at_us DESC, dag_id, run_id, task_id, map_index, try_number DESC LIMIT ?"
+        params.append(int(limit))
+        with self._connect() as conn:
+            if not self._ready(conn):
+                return []
+            rows = conn.execute(sql, params).fetchall()
+        return [AgentRunSummary.model_validate_json(row[0]) for row in rows]
+
+    def get(
+        self, dag_id: str, run_id: str, task_id: str, map_index: int = -1
+    ) -> tuple[AgentRunSummary, list[dict[str, Any]]] | None:
+        """Return the latest try's summary and transcript of one agent task, or ``None``."""
+        from include.state.runs import AgentRunSummary
+
+        check_key(dag_id, what="dag_id", max_len=250)
+        check_key(run_id, what="run_id")
+        check_key(task_id, what="task_id")
+        with self._connect() as conn:
+            if not self._ready(conn):
+                return None
+            row = conn.execute(
+                "SELECT summary, transcript FROM agent_runs WHERE dag_id = ? AND run_id = ? AND task_id = ? "
+                "AND map_index = ? AND expires_at > ? ORDER BY try_number DESC LIMIT 1",
+                (dag_id, run_id, task_id, int(map_index), self.clock()),
+            ).fetchone()
+        if row is None:
+            return None
+        return AgentRunSummary.model_validate_json(row[0]), json.loads(row[1])
+
+    def runs_of(self, dag_id: str, run_id: str) -> list[AgentRunSummary]:
+        """Return the latest try of every agent task of one DAG run, by task id and map index."""
+        from include.state.runs import AgentRunSummary
+
+        check_key(dag_id, what="dag_id", max_len=250)
+        check_key(run_id, what="run_id")
+        with self._connect() as conn:
+            if not self._ready(conn):
+                return []
+            rows = conn.execute(
+                "SELECT task_id, map_index, summary FROM agent_runs WHERE dag_id = ? AND run_id = ? "
+                "AND expires_at > ? ORDER BY task_id, map_index, try_number DESC",
+                (dag_id, run_id, self.clock()),
+            ).fetchall()
+        latest: dict[tuple[str, int], AgentRunSummary] = {}
+        for task_id, map_index, summary in rows:
+            latest.setdefault((task_id, map_index), AgentRunSummary.model_validate_json(summary))
+        return list(latest.values())
+
+    @staticmethod
+    def _ready(conn: sqlite3.Connection) -> bool:
+        return (
+            conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'agent_runs'"
+            ).fetchone()
+            is not None
+        )

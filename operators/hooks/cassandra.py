@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from include.state.knowledge import KnowledgeStore
     from include.state.ledger import EventLedger
     from include.state.memory import ConversationMemory
+    from include.state.runs import AgentRunStore
     from include.state.session import CassandraClient
     from include.state.settings import CassandraSettings
 
@@ -128,6 +129,12 @@ class CassandraHook(BaseHook):
 
         return AuditTrail(self.get_conn())
 
+    def agent_runs(self) -> AgentRunStore:
+        """Agent run summaries and transcripts on this connection (the UI's agent runs)."""
+        from include.state.runs import AgentRunStore
+
+        return AgentRunStore(self.get_conn())
+
     def close(self) -> None:
         """Close the client's connection, if one was opened."""
         if self._client is not None:
@@ -156,8 +163,8 @@ def state_backend(
 ) -> CassandraHook | EmbeddedState:
     """Return the state backend: Cassandra when the connection exists, else the embedded default.
 
-    Both give ``event_ledger()``, ``memory()``, ``knowledge()``, ``audit()`` and ``close()``
-    with the same methods. Only a connection that is not defined selects the embedded
+    Both give ``event_ledger()``, ``memory()``, ``knowledge()``, ``audit()``, ``agent_runs()``
+    and ``close()`` with the same methods. Only a connection that is not defined selects the embedded
     default; any other error while looking it up is raised. Nothing connects here.
 
     :param cassandra_conn_id: the ``agentflow_cassandra`` connection to use when it exists.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,28 @@ class InferenceDefaultsMixin:
         dag = kwargs.get("dag") or DagContext.get_current()
         defaults = dict(getattr(dag, "default_args", None) or {})
         return super().partial(**inference_defaults(kwargs, defaults))  # type: ignore[misc]
+
+    def pre_execute(self, context: Any) -> None:
+        """Start the batch clock (for ``operators.metrics.inference``)."""
+        self._inference_started = time.monotonic()
+        super().pre_execute(context)  # type: ignore[misc]
+
+    def post_execute(self, context: Any, result: Any = None) -> None:
+        """Emit the finished batch through ``operators.metrics.inference``: model, items, seconds.
+
+        Items are the task's input texts (``texts``, or ``documents`` for rerank); the model
+        tag is ``model``, or the classifier's name for classify. Runs only after a successful
+        ``execute``.
+        """
+        from operators import metrics
+
+        super().post_execute(context, result)  # type: ignore[misc]
+        started = getattr(self, "_inference_started", None)
+        if started is None:
+            return
+        items = coerce_texts(getattr(self, "texts", None) or getattr(self, "documents", None) or [])
+        model = getattr(self, "model", None) or getattr(self, "classifier", None) or "unknown"
+        metrics.inference(str(model), len(items), time.monotonic() - started)
 
 
 def coerce_texts(value: Any, what: str = "texts") -> list[str]:

@@ -2,78 +2,27 @@
 
 Drives the real thing: the launcher's services, Airflow's api-server, scheduler,
 dag-processor, triggerer and a Celery worker, over the REST API. The flagship DAG is
-triggered through the API and must finish on the CeleryExecutor.
+started by a ticket event produced to Kafka, waits for a human approval that the test
+gives through the REST API, and must finish on the CeleryExecutor with its reply on
+``support.replies``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.e2e import conftest
+from tests.e2e.conftest import API, our_processes
+
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-STACK = Path(os.environ.get("AGENTFLOW_STACK_DIR", ROOT / ".stack"))
-API = "http://127.0.0.1:8080"
-PASSWORDS = STACK / "airflow" / "simple_auth_manager_passwords.json.generated"
-
-
-def _our_processes() -> list[str]:
-    """Command lines of live processes started from this checkout's stack or virtualenv."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if str(STACK) in cmdline or f"{ROOT}/.venv/bin/airflow" in cmdline:
-            found.append(f"{proc.name}: {cmdline[:200]}")
-    return found
-
-
-def _make(target: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    # Without the embedded settings tests/conftest.py exported: the stack reads its own.
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
-    return subprocess.run(
-        ["make", "--no-print-directory", target],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env=env,
-    )
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[subprocess.CompletedProcess[str]]:
-    up = _make("up", timeout=900)
-    try:
-        yield up
-    finally:
-        down = _make("down", timeout=300)
-        assert down.returncode == 0, down.stdout + down.stderr
-
-
-@pytest.fixture(scope="module")
-def client(stack: subprocess.CompletedProcess[str]) -> Iterator[httpx.Client]:
-    assert stack.returncode == 0, f"make up failed:\n{stack.stdout[-4000:]}\n{stack.stderr[-4000:]}"
-    password = json.loads(PASSWORDS.read_text())["admin"]
-    token = httpx.post(f"{API}/auth/token", json={"username": "admin", "password": password}, timeout=30)
-    assert token.status_code in (200, 201), token.text
-    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
-    with httpx.Client(base_url=API, headers=headers, timeout=30) as client:
-        yield client
+STACK = conftest.STACK
 
 
 def test_make_up_prints_the_ui_address_and_login(stack: subprocess.CompletedProcess[str]) -> None:
@@ -132,7 +81,7 @@ def _return_value(client: httpx.Client, dag_id: str, run_id: str, task_id: str) 
 def test_knowledge_ingest_runs_on_the_intel_worker_with_a_warm_model(client: httpx.Client) -> None:
     from include.inference.client import InferenceClient
 
-    first = _return_value(client, "knowledge_ingest", _run_dag(client, "knowledge_ingest"), "ingest_corpus")
+    first = _return_value(client, "knowledge_ingest", _run_dag(client, "knowledge_ingest"), "report")
     assert first["chunks"] >= first["documents"] > 0
     assert first["written"] + first["unchanged"] == first["chunks"]
     server = InferenceClient(STACK / "inference" / "agentflow.sock")
@@ -140,7 +89,7 @@ def test_knowledge_ingest_runs_on_the_intel_worker_with_a_warm_model(client: htt
     assert after_first["loads"] == 1, after_first
 
     # A second task on the same worker: nothing new to write, and the model is not loaded again.
-    second = _return_value(client, "knowledge_ingest", _run_dag(client, "knowledge_ingest"), "ingest_corpus")
+    second = _return_value(client, "knowledge_ingest", _run_dag(client, "knowledge_ingest"), "report")
     assert second["written"] == 0
     assert second["unchanged"] == first["chunks"]
     after_second = server.stats()
@@ -148,12 +97,43 @@ def test_knowledge_ingest_runs_on_the_intel_worker_with_a_warm_model(client: htt
     assert after_second["hits"] > after_first["hits"]
 
 
-def test_flagship_dag_runs_on_the_celery_executor(client: httpx.Client) -> None:
+def test_flagship_dag_kafka_event_in_approval_through_the_rest_api_reply_out(client: httpx.Client) -> None:
+    import uuid
+    from datetime import UTC, datetime
+
+    from tests.e2e.test_ui_browser import _produce_ticket, _run_for
+
     dag_id = "support_ticket_triage"
-    run_id = _run_dag(client, dag_id)
-    reply = _return_value(client, dag_id, run_id, "publish_reply")
-    assert reply["correlation_id"] == "evt-demo-0001"
-    assert reply["result"]["category"] == "billing"
+    event_id = f"evt-e2e-{uuid.uuid4()}"
+    since = datetime.now(UTC)
+    _produce_ticket(event_id)
+    run_id = _run_for(client, event_id, since)
+
+    # The run parks at the approval (no worker slot held) until a person answers.
+    hitl = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/triage.approve_reply/0/hitlDetails"
+    deadline = time.monotonic() + 300
+    while client.get(hitl).status_code != 200:
+        assert time.monotonic() < deadline, f"run {run_id} never asked for approval"
+        assert client.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}").json()["state"] != "failed"
+        time.sleep(3)
+    detail = client.get(hitl).json()
+    assert "Proposed reply" in detail["body"]
+    answer = client.patch(hitl, json={"chosen_options": ["Approve"], "params_input": {}})
+    assert answer.status_code == 200, answer.text
+
+    deadline = time.monotonic() + 300
+    state = "running"
+    while state not in ("success", "failed"):
+        assert time.monotonic() < deadline, f"run {run_id} still {state}"
+        time.sleep(3)
+        state = client.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}").json()["state"]
+    assert state == "success", f"{dag_id} run {run_id} {state}"
+
+    # The reply is on support.replies, correlated with the ticket event.
+    [reply] = [e for e in _read_topic("support.replies", timeout=60) if e.get("correlation_id") == event_id]
+    assert reply["event_type"] == "support.reply.created"
+    assert reply["payload"]["ticket_id"] == f"T-{event_id}"
+    assert reply["payload"]["result"]["category"] == "billing"
 
     # The lifecycle listener published the run's events to Kafka.
     events = _workflow_events(run_id, until={"workflow.completed", "agent.executed"}, timeout=120)
@@ -161,8 +141,38 @@ def test_flagship_dag_runs_on_the_celery_executor(client: httpx.Client) -> None:
     assert "workflow.started" in types
     assert "workflow.completed" in types
     steps = {e["payload"]["task_id"] for e in events if e["event_type"] == "workflow.step_completed"}
-    assert steps == {"validate_ticket", "draft_reply", "publish_reply"}
+    assert {"read_tickets", "triage.draft_reply", "triage.approve_reply", "triage.publish_reply"} <= steps
     assert "agent.executed" in types
+
+
+def _read_topic(topic: str, timeout: float) -> list[dict]:
+    """Every event on ``topic`` from the start, read until it has been idle for 5 s (or ``timeout``)."""
+    import uuid
+
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": "127.0.0.1:9092",
+            "group.id": f"e2e-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([topic])
+    found: list[dict] = []
+    deadline, idle = time.monotonic() + timeout, 0
+    try:
+        while time.monotonic() < deadline and idle < 5:
+            message = consumer.poll(1.0)
+            if message is None:
+                idle += 1
+                continue
+            idle = 0
+            if message.error() is None:
+                found.append(json.loads(message.value()))
+    finally:
+        consumer.close()
+    return found
 
 
 def _workflow_events(run_id: str, until: set[str], timeout: float) -> list[dict]:
@@ -195,11 +205,11 @@ def _workflow_events(run_id: str, until: set[str], timeout: float) -> list[dict]
 
 def test_make_down_leaves_nothing_running(stack: subprocess.CompletedProcess[str]) -> None:
     # Runs last in this module: stop explicitly here so the assertion sees the result.
-    down = _make("down", timeout=300)
+    down = conftest.make("down", timeout=300)
     assert down.returncode == 0, down.stdout + down.stderr
     deadline = time.monotonic() + 30
-    while _our_processes() and time.monotonic() < deadline:
+    while our_processes() and time.monotonic() < deadline:
         time.sleep(1)
-    assert _our_processes() == []
+    assert our_processes() == []
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{API}/api/v2/monitor/health", timeout=5)
