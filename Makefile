@@ -49,15 +49,19 @@ $(DEV_STAMP): $(STAMP) requirements-convert.txt
 
 venv-dev: $(DEV_STAMP)
 
-demo: venv
+demo: venv-dev
 	@mkdir -p $(STACK)/airflow-embedded
 	@echo "== migrating the SQLite metadata DB"
 	@$(EMBEDDED) airflow db migrate > $(STACK)/airflow-embedded/migrate.log 2>&1 || { tail -n 30 $(STACK)/airflow-embedded/migrate.log; exit 1; }
+	@$(EMBEDDED) airflow pools import $(ROOT)/config/pools.json >> $(STACK)/airflow-embedded/migrate.log 2>&1 || { tail -n 30 $(STACK)/airflow-embedded/migrate.log; exit 1; }
 	@echo "== airflow dags test support_ticket_triage (full log: .stack/airflow-embedded/demo.log)"
-	@$(EMBEDDED) airflow dags test support_ticket_triage > $(STACK)/airflow-embedded/demo.log 2>&1 || { tail -n 60 $(STACK)/airflow-embedded/demo.log; exit 1; }
-	@grep -E "Tool call|LLM run complete|DagRun Finished" $(STACK)/airflow-embedded/demo.log | sed -E 's/^[^ ]+ \[[a-z]+ *\] //; s/ \[airflow[^]]*\].*$$//' || true
+	@$(EMBEDDED) airflow dags test support_ticket_triage > $(STACK)/airflow-embedded/demo.log 2>&1 & test_pid=$$!; \
+	$(EMBEDDED) python -m operators.cli approve support_ticket_triage --timeout 900 \
+		|| { kill $$test_pid 2>/dev/null; tail -n 60 $(STACK)/airflow-embedded/demo.log; exit 1; }; \
+	wait $$test_pid || { tail -n 60 $(STACK)/airflow-embedded/demo.log; exit 1; }
+	@grep -E "Tool call|LLM run complete|Agent run|Decision|DagRun Finished" $(STACK)/airflow-embedded/demo.log | sed -E 's/^[^ ]+ \[[a-z]+ *\] //; s/ \[airflow[^]]*\].*$$//' || true
 	@echo "== result"
-	@$(EMBEDDED) python -m operators.cli result support_ticket_triage publish_reply
+	@$(EMBEDDED) python -m operators.cli result support_ticket_triage triage.publish_reply
 
 lint: venv
 	$(VENV)/bin/ruff check .

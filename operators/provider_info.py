@@ -33,6 +33,7 @@ def get_provider_info() -> dict[str, Any]:
                     "operators.hooks.extractive",
                     "operators.hooks.scripted",
                     "operators.hooks.cassandra",
+                    "operators.hooks.openvino",
                 ],
             }
         ],
@@ -49,6 +50,10 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": "operators.hooks.cassandra.CassandraHook",
                 "connection-type": "agentflow_cassandra",
             },
+            {
+                "hook-class-name": "operators.hooks.openvino.OpenVINOLLMHook",
+                "connection-type": "pydanticai_openvino",
+            },
         ],
         "triggers": [
             {
@@ -56,5 +61,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["operators.triggers.kafka_events", "operators.triggers.reply"],
             }
         ],
-        "task-decorators": [],
+        "task-decorators": [
+            {"name": "agentflow_agent", "class-name": "operators.agents.decorator.agentflow_agent_task"},
+        ],
     }

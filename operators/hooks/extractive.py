@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.ai.hooks.pydantic_ai import PydanticAIHook
 
-from include.policies.extractive import extractive_triage
+from include.policies.extractive import extractive_answer, extractive_triage, split_category_hint
 
 if TYPE_CHECKING:
     from pydantic_ai.messages import ModelMessage, ModelResponse
@@ -75,15 +75,18 @@ class _ExtractivePolicy:
                 continue
             for part in message.parts:
                 if part.part_kind == "user-prompt" and isinstance(part.content, str):
+                    # A new turn (memory holds earlier ones): only its own search counts.
                     prompt = part.content
+                    passages = None
                 elif isinstance(part, ToolReturnPart) and part.tool_name == self.search_tool:
                     passages = part.content if isinstance(part.content, list) else []
 
+        query, hint, hint_score = split_category_hint(prompt)
         offered = {tool.name for tool in info.function_tools}
         if passages is None and self.search_tool in offered:
-            return ModelResponse(parts=[ToolCallPart(self.search_tool, {"query": prompt, "k": self.k})])
+            return ModelResponse(parts=[ToolCallPart(self.search_tool, {"query": query, "k": self.k})])
 
-        result = extractive_triage(passages or [])
         if info.output_tools:
+            result = extractive_triage(passages or [], category_hint=hint, hint_score=hint_score)
             return ModelResponse(parts=[ToolCallPart(info.output_tools[0].name, result)])
-        return ModelResponse(parts=[TextPart(result["reply"])])
+        return ModelResponse(parts=[TextPart(extractive_answer(passages or []))])

@@ -25,6 +25,8 @@ class KnowledgeIngestOperator(InferenceDefaultsMixin, BaseOperator):
 
     :param documents_dir: folder of ``*.md`` documents with front-matter (``id``, ``title``,
         ``category``); default: the corpus shipped in ``include/knowledge/corpus``.
+    :param documents: only these ``*.md`` files (one shard of a mapped ingest, see the
+        ``knowledge_ingest`` DAG); overrides ``documents_dir``.
     :param model: the embedding model's name in ``config/models.yaml``.
     :param cassandra_conn_id: the Cassandra connection (an ``agentflow_cassandra`` type); when it
         is not defined, the embedded SQLite store (``operators.hooks.cassandra.state_backend``).
@@ -32,12 +34,13 @@ class KnowledgeIngestOperator(InferenceDefaultsMixin, BaseOperator):
     :param socket_path: the inference server's socket; default ``AGENTFLOW_INFERENCE_SOCKET``.
     """
 
-    template_fields = ("documents_dir", "model")
+    template_fields = ("documents_dir", "documents", "model")
 
     def __init__(
         self,
         *,
         documents_dir: str | None = None,
+        documents: list[str] | None = None,
         model: str = DEFAULT_MODEL,
         cassandra_conn_id: str = "cassandra_default",
         max_chunk_chars: int = 600,
@@ -46,6 +49,7 @@ class KnowledgeIngestOperator(InferenceDefaultsMixin, BaseOperator):
     ) -> None:
         super().__init__(**inference_defaults(kwargs))
         self.documents_dir = documents_dir
+        self.documents = documents
         self.model = model
         self.cassandra_conn_id = cassandra_conn_id
         self.max_chunk_chars = max_chunk_chars
@@ -56,11 +60,16 @@ class KnowledgeIngestOperator(InferenceDefaultsMixin, BaseOperator):
         from pathlib import Path
 
         from include.knowledge.chunking import chunk_text
-        from include.knowledge.corpus import CORPUS_DIR, load_corpus
+        from include.knowledge.corpus import CORPUS_DIR, load_corpus, parse_document
         from include.state.knowledge import KnowledgeChunk
         from operators.hooks.cassandra import state_backend
 
-        documents = load_corpus(Path(self.documents_dir) if self.documents_dir else CORPUS_DIR)
+        if self.documents:
+            documents = [
+                parse_document(Path(path).read_text(encoding="utf-8"), path) for path in self.documents
+            ]
+        else:
+            documents = load_corpus(Path(self.documents_dir) if self.documents_dir else CORPUS_DIR)
         pieces = [
             (doc, index, text)
             for doc in documents

@@ -1,73 +1,153 @@
-"""The flagship DAG end to end under `airflow dags test`, on the embedded default (no service)."""
+"""The flagship DAG end to end under `airflow dags test`, on the embedded default (no service).
+
+The approval step waits for a person (Airflow HITL); the test answers it the way
+``make demo`` does: ``python -m operators.cli approve`` sends the decision through
+Airflow's REST API (``PATCH .../hitlDetails``) over the same metadata database.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dags.support_ticket_triage import SAMPLE_TICKET, triage_dag
+from include.state.embedded import EmbeddedState, EmbeddedStateSettings
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
 def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     home = tmp_path_factory.mktemp("airflow-home")
     env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AIRFLOW_CONN_", "AIRFLOW__", "AGENTFLOW_STATE_DB"))
     }
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__ALLOWED_DESERIALIZATION_CLASSES=r"airflow\..* include\..*",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
+        AGENTFLOW_STATE_DB=str(home / "state.db"),
+        AIRFLOW_CONN_AGENTFLOW_LLM=json.dumps(
+            {"conn_type": "pydanticai_extractive", "extra": {"search_tool": "search_knowledge", "k": 3}}
+        ),
+    )
     subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [AIRFLOW, "pools", "import", str(ROOT / "config" / "pools.json")],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     return env
 
 
-def _dags_test(env: dict[str, str], ticket: dict) -> subprocess.CompletedProcess[str]:
-    conf = json.dumps({"ticket": ticket})
-    return subprocess.run(
-        [AIRFLOW, "dags", "test", "support_ticket_triage", "-c", conf],
+def _dags_test(env: dict[str, str], ticket: dict[str, Any], decision: str | None) -> str:
+    """Run the DAG; answer its approval with ``decision`` (None: expect no approval). Return the log."""
+    test = subprocess.Popen(
+        [AIRFLOW, "dags", "test", "support_ticket_triage", "-c", json.dumps({"ticket": ticket})],
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=300,
-        check=False,
     )
+    try:
+        if decision is not None:
+            approver = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "operators.cli",
+                    "approve",
+                    "support_ticket_triage",
+                    "--option",
+                    decision,
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+                cwd=ROOT,
+            )
+            assert approver.returncode == 0, approver.stderr
+            assert f": {decision}" in approver.stdout
+        output, _ = test.communicate(timeout=600)
+    finally:
+        test.kill()  # a run still waiting (the approver failed) must not outlive the test
+    return output
 
 
-def test_sample_ticket_is_triaged(airflow_home: dict[str, str]) -> None:
-    run = _dags_test(airflow_home, SAMPLE_TICKET)
-    output = run.stdout + run.stderr
+def _latest_states(env: dict[str, str]) -> dict[str, str]:
+    with sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db") as db:
+        [run_id] = db.execute("SELECT run_id FROM dag_run ORDER BY id DESC LIMIT 1").fetchone()
+        rows = db.execute("SELECT task_id, state FROM task_instance WHERE run_id = ?", (run_id,)).fetchall()
+        return dict(rows)
+
+
+def test_sample_ticket_is_triaged_approved_and_audited(airflow_home: dict[str, str]) -> None:
+    output = _dags_test(airflow_home, SAMPLE_TICKET, "Approve")
     assert "state=success" in output, output[-3000:]
     assert "Tool call sequence: search_knowledge -> final_result" in output
     assert "Triage of ticket T-1001: category=billing" in output
+    assert "Drafted without an LLM" in output
+    assert "No kafka_default connection: reply" in output
+    states = _latest_states(airflow_home)
+    assert states["triage.classify_ticket"] == states["triage.publish_reply"] == "success"
+    state = EmbeddedState(EmbeddedStateSettings(path=Path(airflow_home["AGENTFLOW_STATE_DB"])))
+    audit = state.audit().read("support_ticket_triage", datetime.now(UTC).date(), limit=1000)
+    approvals = [r for r in audit if r.kind == "approval"]
+    assert [(r.outcome, r.actor) for r in approvals] == [("approved", "admin")]
+    # The customer's e-mail address in the ticket never reached the model or the transcript.
+    assert any(r.kind == "guardrail_hit" and r.name == "pii.email" for r in audit)
+    runs = state.agent_runs().list_runs(datetime.now(UTC).date(), dag_id="support_ticket_triage")
+    summary, transcript = state.agent_runs().get(
+        "support_ticket_triage", runs[0].run_id, "triage.draft_reply", runs[0].map_index
+    )
+    assert summary.session_id == "customer-42"
+    assert summary.tool_calls == 1
+    assert "jane.doe@example.com" not in json.dumps(transcript)
+
+
+def test_a_rejected_reply_is_not_published(airflow_home: dict[str, str]) -> None:
+    output = _dags_test(airflow_home, SAMPLE_TICKET, "Reject")
+    states = _latest_states(airflow_home)
+    assert states["triage.approve_reply"] == "success", output[-3000:]
+    assert states["triage.publish_reply"] == "skipped"
 
 
 def test_bad_ticket_fails_in_validation_without_retry(airflow_home: dict[str, str]) -> None:
     bad = {**SAMPLE_TICKET, "payload": {**SAMPLE_TICKET["payload"], "body": ""}}
-    run = _dags_test(airflow_home, bad)
-    output = run.stdout + run.stderr
+    output = _dags_test(airflow_home, bad, None)
     assert "state=failed" in output, output[-3000:]
-    assert "invalid support ticket event" in output
+    assert "invalid support ticket" in output
     assert "validation error for SupportTicket" in output
     assert "at least 1 character" in output
     # The agent never ran: no model was called for a bad event.
     assert "Tool call" not in output
 
 
-def test_validate_ticket_names_the_bad_field() -> None:
+def test_read_tickets_names_the_bad_field() -> None:
     from airflow.sdk.exceptions import AirflowFailException
 
-    validate = triage_dag.get_task("validate_ticket").python_callable
+    read = triage_dag.get_task("read_tickets").python_callable
     with pytest.raises(AirflowFailException, match="event_id"):
-        validate(params={"ticket": {**SAMPLE_TICKET, "event_id": ""}})
+        read(params={"ticket": {**SAMPLE_TICKET, "event_id": ""}})
     bad_payload = {**SAMPLE_TICKET["payload"], "channel": "fax"}
     with pytest.raises(AirflowFailException, match="channel"):
-        validate(params={"ticket": {**SAMPLE_TICKET, "payload": bad_payload}})
-    result = validate(params={"ticket": SAMPLE_TICKET})
+        read(params={"ticket": {**SAMPLE_TICKET, "payload": bad_payload}})
+    [result] = read(params={"ticket": SAMPLE_TICKET})
     assert result["ticket"]["ticket_id"] == "T-1001"
     assert result["envelope"]["event_id"] == "evt-demo-0001"
