@@ -219,11 +219,16 @@ class AgentflowAgentOperator(AgentOperator):
 
         capabilities = list(self._declared_capability_list)
         if guardrails is not None:
+            # The operator's allowlist and the policy's (tools.allowed) both apply.
+            allowed = None if self.allowed_tools is None else set(self.allowed_tools)
+            if guardrails.policy.tools.allowed is not None:
+                policy_allowed = set(guardrails.policy.tools.allowed)
+                allowed = policy_allowed if allowed is None else allowed & policy_allowed
             capabilities.append(
                 GuardrailCapability(
                     guardrails=guardrails,
                     recorder=self._recorder,
-                    allowed_tools=frozenset(self.allowed_tools) if self.allowed_tools is not None else None,
+                    allowed_tools=frozenset(allowed) if allowed is not None else None,
                     bucket=self._rate_limit(guardrails),
                 )
             )
@@ -317,11 +322,12 @@ class AgentflowAgentOperator(AgentOperator):
         from operators.agents.capabilities import _redact_json
 
         hits: list[Any] = []
+        # check_output: PII redaction and the output profanity policy (flag, or block: fails the task).
         if hasattr(output, "model_dump"):
-            redacted = _redact_json(output.model_dump(mode="json"), guardrails.redact, hits)
-            output = type(output).model_validate(redacted) if hits else output
+            checked = _redact_json(output.model_dump(mode="json"), guardrails.check_output, hits)
+            output = type(output).model_validate(checked) if hits else output
         else:
-            output = _redact_json(output, guardrails.redact, hits)
+            output = _redact_json(output, guardrails.check_output, hits)
         self._recorder.hits_of(hits, where="output")
         return output
 
