@@ -56,10 +56,11 @@ demo: venv-dev
 	@$(EMBEDDED) airflow pools import $(ROOT)/config/pools.json >> $(STACK)/airflow-embedded/migrate.log 2>&1 || { tail -n 30 $(STACK)/airflow-embedded/migrate.log; exit 1; }
 	@echo "== airflow dags test support_ticket_triage (full log: .stack/airflow-embedded/demo.log)"
 	@$(EMBEDDED) airflow dags test support_ticket_triage > $(STACK)/airflow-embedded/demo.log 2>&1 & test_pid=$$!; \
-	$(EMBEDDED) python -m operators.cli approve support_ticket_triage --timeout 900 \
-		|| { kill $$test_pid 2>/dev/null; tail -n 60 $(STACK)/airflow-embedded/demo.log; exit 1; }; \
+	$(EMBEDDED) python -m operators.cli approve support_ticket_triage --timeout 900 > $(STACK)/airflow-embedded/approve.log 2>&1 \
+		|| { kill $$test_pid 2>/dev/null; tail -n 20 $(STACK)/airflow-embedded/approve.log; tail -n 60 $(STACK)/airflow-embedded/demo.log; exit 1; }; \
+	grep "answered through the REST API" $(STACK)/airflow-embedded/approve.log; \
 	wait $$test_pid || { tail -n 60 $(STACK)/airflow-embedded/demo.log; exit 1; }
-	@grep -E "Tool call|LLM run complete|Agent run|Decision|DagRun Finished" $(STACK)/airflow-embedded/demo.log | sed -E 's/^[^ ]+ \[[a-z]+ *\] //; s/ \[airflow[^]]*\].*$$//' || true
+	@grep -E "Tool call|LLM run complete|Agent run|Decision|No kafka_default|DagRun Finished" $(STACK)/airflow-embedded/demo.log | sed -E 's/^[^ ]+ \[[a-z]+ *\] //; s/ \[(airflow|unusual_prefix)[^]]*\].*$$//' || true
 	@echo "== result"
 	@$(EMBEDDED) python -m operators.cli result support_ticket_triage triage.publish_reply
 
