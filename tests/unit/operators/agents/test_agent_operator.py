@@ -56,6 +56,7 @@ SCRIPTS: dict[str, dict[str, Any]] = {
     "budget": {"turns": [[_search("refund")], [_search("shipping")], {"output": "done"}]},
     "bad_output": {"turns": [{"output": {"category": "nonsense"}}] * 4},
     "memory": {"turns": [{"output": "Noted."}]},
+    "decorated": {"turns": [[_search("refund time")], {"output": "Refunds take 5 days."}]},
 }
 
 
@@ -89,9 +90,13 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     )
     subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
     outputs = []
-    for _ in range(2):
+    for visit in (1, 2):
         done = subprocess.run(
-            [AIRFLOW, "dags", "test", "agent_cases"], env=env, capture_output=True, text=True, timeout=600
+            [AIRFLOW, "dags", "test", "agent_cases", "-c", json.dumps({"visit": visit})],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         outputs.append(done.stdout + done.stderr)
     with sqlite3.connect(home / "airflow.db") as db:
@@ -209,3 +214,11 @@ def test_an_oversized_prompt_is_refused_before_any_model_call(runs: dict[str, An
     assert summary.requests == 0
     assert [r.name for r in _audit(runs, "too_long") if r.kind == "guardrail_hit"] == ["input_size"]
     assert "guardrail refused the prompt" in runs["outputs"][0]
+
+
+def test_the_decorator_runs_the_same_operator(runs: dict[str, Any]) -> None:
+    assert runs["states"][runs["run_ids"][0]]["decorated"] == "success"
+    summary, transcript = _run_record(runs, "decorated")
+    assert summary.tool_calls == 1
+    prompts = [p["content"] for m in transcript for p in m["parts"] if p["part_kind"] == "user-prompt"]
+    assert prompts == ["Customer question: how long do refunds take?"]

@@ -7,7 +7,7 @@ common.ai agent loop, tools, guardrails, memory and audit run and the outcome is
 
 from __future__ import annotations
 
-from airflow.sdk import dag
+from airflow.sdk import dag, task
 from pydantic_ai.toolsets import FunctionToolset
 
 from include.events import TriageResult
@@ -62,11 +62,17 @@ def agent_cases() -> None:
     AgentflowAgentOperator(
         task_id="memory",
         llm_conn_id="memory",
-        prompt="Hello again, visit number {{ dag_run.id }}",
+        prompt="Hello again, visit number {{ dag_run.conf['visit'] }}",
         session_id="customer-memory-test",
         **common,
     )
     AgentflowAgentOperator(task_id="too_long", llm_conn_id="memory", prompt="x" * 25_000, **common)
+
+    @task.agentflow_agent(llm_conn_id="decorated", knowledge="lexical", allowed_tools=["search_knowledge"])
+    def decorated(question: str) -> str:
+        return f"Customer question: {question}"
+
+    decorated("how long do refunds take?")
 
 
 agent_cases()
