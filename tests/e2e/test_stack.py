@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.airflow_runs import read_topic
 from tests.e2e import conftest
 from tests.e2e.conftest import API, our_processes
 
@@ -130,7 +131,9 @@ def test_flagship_dag_kafka_event_in_approval_through_the_rest_api_reply_out(cli
     assert state == "success", f"{dag_id} run {run_id} {state}"
 
     # The reply is on support.replies, correlated with the ticket event.
-    [reply] = [e for e in _read_topic("support.replies", timeout=60) if e.get("correlation_id") == event_id]
+    [reply] = [
+        e for e in read_topic("127.0.0.1:9092", "support.replies") if e.get("correlation_id") == event_id
+    ]
     assert reply["event_type"] == "support.reply.created"
     assert reply["payload"]["ticket_id"] == f"T-{event_id}"
     assert reply["payload"]["result"]["category"] == "billing"
@@ -143,36 +146,6 @@ def test_flagship_dag_kafka_event_in_approval_through_the_rest_api_reply_out(cli
     steps = {e["payload"]["task_id"] for e in events if e["event_type"] == "workflow.step_completed"}
     assert {"read_tickets", "triage.draft_reply", "triage.approve_reply", "triage.publish_reply"} <= steps
     assert "agent.executed" in types
-
-
-def _read_topic(topic: str, timeout: float) -> list[dict]:
-    """Every event on ``topic`` from the start, read until it has been idle for 5 s (or ``timeout``)."""
-    import uuid
-
-    from confluent_kafka import Consumer
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": "127.0.0.1:9092",
-            "group.id": f"e2e-{uuid.uuid4()}",
-            "auto.offset.reset": "earliest",
-        }
-    )
-    consumer.subscribe([topic])
-    found: list[dict] = []
-    deadline, idle = time.monotonic() + timeout, 0
-    try:
-        while time.monotonic() < deadline and idle < 5:
-            message = consumer.poll(1.0)
-            if message is None:
-                idle += 1
-                continue
-            idle = 0
-            if message.error() is None:
-                found.append(json.loads(message.value()))
-    finally:
-        consumer.close()
-    return found
 
 
 def _workflow_events(run_id: str, until: set[str], timeout: float) -> list[dict]:

@@ -11,16 +11,13 @@ approve`` answers through Airflow's REST API (``PATCH .../hitlDetails``).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.airflow_runs import dags_test, embedded_env, read_topic
 from tests.integration.conftest import REPO_ROOT
 
 if TYPE_CHECKING:
@@ -28,7 +25,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.integration
 
-AIRFLOW = str(Path(sys.executable).parent / "airflow")
 DAG_ID = "agent_tool_approval"
 
 
@@ -47,8 +43,6 @@ def _reply(correlation_id: str) -> dict[str, Any]:
 
 
 def _env(tmp_path: Path, kafka_bootstrap: str, correlation_id: str) -> dict[str, str]:
-    home = tmp_path / "airflow"
-    home.mkdir(parents=True)
     turns = [
         [
             {
@@ -63,93 +57,31 @@ def _env(tmp_path: Path, kafka_bootstrap: str, correlation_id: str) -> dict[str,
         ],
         {"output": "done"},
     ]
-    env = {
-        key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "AGENTFLOW_STATE"))
+    cassandra = {
+        "host": "127.0.0.1",
+        "port": 9042,
+        "schema": "agentflow",
+        "extra": {"local_dc": "datacenter1"},
     }
-    env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
-        AIRFLOW__CORE__DAGS_FOLDER=str(REPO_ROOT / "tests" / "integration" / "dags"),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+    return embedded_env(
+        tmp_path / "airflow",
+        REPO_ROOT / "tests" / "integration" / "dags",
         AIRFLOW_CONN_PUBLISH_LLM=json.dumps({"conn_type": "pydanticai_scripted", "extra": {"turns": turns}}),
         AIRFLOW_CONN_KAFKA_DEFAULT=json.dumps(
             {"conn_type": "kafka", "extra": {"bootstrap.servers": kafka_bootstrap}}
         ),
-        AIRFLOW_CONN_CASSANDRA_DEFAULT=json.dumps(
-            {
-                "conn_type": "agentflow_cassandra",
-                "host": "127.0.0.1",
-                "port": 9042,
-                "schema": "agentflow",
-                "extra": {"local_dc": "datacenter1"},
-            }
-        ),
+        AIRFLOW_CONN_CASSANDRA_DEFAULT=json.dumps({"conn_type": "agentflow_cassandra", **cassandra}),
     )
-    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-    return env
 
 
 def _run_and_decide(env: dict[str, str], decision: str) -> str:
-    test = subprocess.Popen(
-        [AIRFLOW, "dags", "test", DAG_ID],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        approver = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "operators.cli",
-                "approve",
-                DAG_ID,
-                "--option",
-                decision,
-                "--timeout",
-                "300",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=400,
-            cwd=REPO_ROOT,
-        )
-        assert approver.returncode == 0, approver.stderr
-        assert "publish_event" in approver.stdout, approver.stdout
-        output, _ = test.communicate(timeout=600)
-    finally:
-        test.kill()  # a run still waiting (the approver failed) must not outlive the test
-    return output
+    return dags_test(env, DAG_ID, decision=decision)
 
 
 def _replies_for(kafka_bootstrap: str, correlation_id: str) -> list[dict[str, Any]]:
-    from confluent_kafka import Consumer
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": kafka_bootstrap,
-            "group.id": f"t-{uuid.uuid4()}",
-            "auto.offset.reset": "earliest",
-        }
-    )
-    consumer.subscribe(["support.replies"])
-    found, deadline, idle = [], time.monotonic() + 60, 0
-    try:
-        while time.monotonic() < deadline and idle < 10:
-            message = consumer.poll(1.0)
-            if message is None:
-                idle += 1
-                continue
-            idle = 0
-            if message.error() is None:
-                event = json.loads(message.value())
-                if event.get("correlation_id") == correlation_id:
-                    found.append(event)
-    finally:
-        consumer.close()
-    return found
+    return [
+        e for e in read_topic(kafka_bootstrap, "support.replies") if e.get("correlation_id") == correlation_id
+    ]
 
 
 def _audit(cassandra_session: Session, correlation_id: str) -> list[Any]:

@@ -2,65 +2,26 @@
 
 from __future__ import annotations
 
-import json
-import os
-import sqlite3
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from include.state.embedded import EmbeddedState, EmbeddedStateSettings
-
-AIRFLOW = str(Path(sys.executable).parent / "airflow")
-ROOT = Path(__file__).resolve().parents[3]
+from tests.airflow_runs import ROOT, dags_test, embedded_env, extractive_llm, task_states
 
 
 @pytest.fixture(scope="module")
 def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     home = tmp_path_factory.mktemp("airflow-home")
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("AIRFLOW_CONN_", "AIRFLOW__", "AGENTFLOW_STATE_DB"))
-    }
-    env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
-        AGENTFLOW_STATE_DB=str(home / "state.db"),
-        AIRFLOW_CONN_AGENTFLOW_LLM=json.dumps(
-            {"conn_type": "pydanticai_extractive", "extra": {"search_tool": "search_knowledge", "k": 3}}
-        ),
-    )
-    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-    pools = str(ROOT / "config" / "pools.json")
-    subprocess.run([AIRFLOW, "pools", "import", pools], env=env, check=True, capture_output=True, timeout=120)
-    return env
+    return embedded_env(home, ROOT / "dags", AIRFLOW_CONN_AGENTFLOW_LLM=extractive_llm())
 
 
 def _dags_test(
     env: dict[str, str], dag_id: str, conf: dict | None = None
 ) -> tuple[str, dict[tuple[str, int], str]]:
-    done = subprocess.run(
-        [AIRFLOW, "dags", "test", dag_id, "-c", json.dumps(conf or {})],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    with sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db") as db:
-        [run_id] = db.execute(
-            "SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (dag_id,)
-        ).fetchone()
-        rows = db.execute(
-            "SELECT task_id, map_index, state FROM task_instance WHERE run_id = ? AND dag_id = ?",
-            (run_id, dag_id),
-        ).fetchall()
-    return done.stdout + done.stderr, {(task, index): state for task, index, state in rows}
+    output = dags_test(env, dag_id, conf)
+    return output, task_states(env, dag_id)
 
 
 def test_research_report_delegates_to_mapped_specialists_and_remembers(airflow_env: dict[str, str]) -> None:

@@ -8,10 +8,6 @@ Airflow's REST API (``PATCH .../hitlDetails``) over the same metadata database.
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,81 +16,21 @@ import pytest
 
 from dags.support_ticket_triage import SAMPLE_TICKET, triage_dag
 from include.state.embedded import EmbeddedState, EmbeddedStateSettings
-
-AIRFLOW = str(Path(sys.executable).parent / "airflow")
-ROOT = Path(__file__).resolve().parents[3]
+from tests.airflow_runs import ROOT, dags_test, embedded_env, extractive_llm, task_states
 
 
 @pytest.fixture(scope="module")
 def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     home = tmp_path_factory.mktemp("airflow-home")
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("AIRFLOW_CONN_", "AIRFLOW__", "AGENTFLOW_STATE_DB"))
-    }
-    env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__ALLOWED_DESERIALIZATION_CLASSES=r"airflow\..* include\..*",
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
-        AGENTFLOW_STATE_DB=str(home / "state.db"),
-        AIRFLOW_CONN_AGENTFLOW_LLM=json.dumps(
-            {"conn_type": "pydanticai_extractive", "extra": {"search_tool": "search_knowledge", "k": 3}}
-        ),
-    )
-    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-    subprocess.run(
-        [AIRFLOW, "pools", "import", str(ROOT / "config" / "pools.json")],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    return env
+    return embedded_env(home, ROOT / "dags", AIRFLOW_CONN_AGENTFLOW_LLM=extractive_llm())
 
 
 def _dags_test(env: dict[str, str], ticket: dict[str, Any], decision: str | None) -> str:
-    """Run the DAG; answer its approval with ``decision`` (None: expect no approval). Return the log."""
-    test = subprocess.Popen(
-        [AIRFLOW, "dags", "test", "support_ticket_triage", "-c", json.dumps({"ticket": ticket})],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        if decision is not None:
-            approver = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "operators.cli",
-                    "approve",
-                    "support_ticket_triage",
-                    "--option",
-                    decision,
-                ],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=600,
-                cwd=ROOT,
-            )
-            assert approver.returncode == 0, approver.stderr
-            assert f": {decision}" in approver.stdout
-        output, _ = test.communicate(timeout=600)
-    finally:
-        test.kill()  # a run still waiting (the approver failed) must not outlive the test
-    return output
+    return dags_test(env, "support_ticket_triage", {"ticket": ticket}, decision=decision)
 
 
 def _latest_states(env: dict[str, str]) -> dict[str, str]:
-    with sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db") as db:
-        [run_id] = db.execute("SELECT run_id FROM dag_run ORDER BY id DESC LIMIT 1").fetchone()
-        rows = db.execute("SELECT task_id, state FROM task_instance WHERE run_id = ?", (run_id,)).fetchall()
-        return dict(rows)
+    return {task: state for (task, _), state in task_states(env, "support_ticket_triage").items()}
 
 
 def test_sample_ticket_is_triaged_approved_and_audited(airflow_home: dict[str, str]) -> None:

@@ -10,10 +10,7 @@ twice (the second run checks memory across runs of one session).
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,8 +18,8 @@ from typing import Any
 import pytest
 
 from include.state.embedded import EmbeddedState, EmbeddedStateSettings
+from tests.airflow_runs import dags_test, embedded_env
 
-AIRFLOW = str(Path(sys.executable).parent / "airflow")
 DAGS = Path(__file__).parent / "dags"
 SECRET = "hunter2-secret-value"
 
@@ -72,33 +69,10 @@ def _connections() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Run the case DAG twice; return the env, the run ids and the TI states of each run."""
+    """Run the case DAG twice; return the run ids, the TI states of each run and the state store."""
     home = tmp_path_factory.mktemp("agent-cases")
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("AIRFLOW_CONN_", "AIRFLOW__", "AGENTFLOW_STATE_DB"))
-    }
-    env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__CORE__DAGS_FOLDER=str(DAGS),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__ALLOWED_DESERIALIZATION_CLASSES=r"airflow\..* include\..*",
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
-        AGENTFLOW_STATE_DB=str(home / "state.db"),
-        **_connections(),
-    )
-    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-    outputs = []
-    for visit in (1, 2):
-        done = subprocess.run(
-            [AIRFLOW, "dags", "test", "agent_cases", "-c", json.dumps({"visit": visit})],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        outputs.append(done.stdout + done.stderr)
+    env = embedded_env(home, DAGS, **_connections())
+    outputs = [dags_test(env, "agent_cases", {"visit": visit}) for visit in (1, 2)]
     with sqlite3.connect(home / "airflow.db") as db:
         run_ids = [row[0] for row in db.execute("SELECT run_id FROM dag_run ORDER BY id")]
         states = {
