@@ -9,10 +9,14 @@ every event). Each is fed in turn the same stream of valid ticket events at ``--
 for ``--events`` events; each event's envelope ``timestamp`` is its produce time.
 
 Measured from the metadata DB: per event, produce time to the ``queued_at`` of the DAG run
-that consumed its asset event (p50, p95); sustained events/s into runs (events in runs over
-the time from the first produce to the last of those runs being queued). An event not in a
-run ``--wait`` seconds after the last produce counts as missing. Appends a section to
-``bench/RESULTS.md``.
+that consumed its asset event (p50, p95), split at the time the triggerer stored the asset
+event holding it (p95 of each part); sustained events/s into runs (events in runs over
+the time from the first produce to the last of those runs being queued); how many events
+were stored, in how many asset events (``KafkaEventTrigger`` stores one per batch of a
+partition's messages, the stock trigger one per message), and at what rate. An event not in
+a run ``--wait`` seconds after the last produce counts as missing. The load average at the
+start and the end is recorded: the machine may be shared. Appends a section to
+``bench/RESULTS.md`` (not with ``--no-write``).
 
     .venv/bin/python docker/launcher.py up
     .venv/bin/python bench/events.py --events 2000 --rate 200
@@ -76,24 +80,55 @@ def _feed(harness: Any, topic: str, prefix: str, events: int, rate: float) -> fl
     return start
 
 
-def _consumed(airflow: Any, dag_id: str, prefix: str) -> list[tuple[float, float]]:
-    """(produce time, run queued_at) of every bench event consumed by a run of ``dag_id``."""
+# Each bench event's envelope: our watcher stores a batch per asset event ('envelopes'); asset
+# events stored before batching hold one ('envelope'); the stock trigger's hold the message itself.
+_EVENTS = """
+    CROSS JOIN LATERAL json_array_elements(
+        COALESCE(
+            ae.extra->'payload'->'envelopes',
+            json_build_array(COALESCE(ae.extra->'payload'->'envelope', ae.extra->'payload'))
+        )
+    ) AS env
+"""
+
+
+def _consumed(airflow: Any, dag_id: str, prefix: str) -> list[tuple[float, float, float]]:
+    """(produce time, stored as an asset event, run queued_at) of each bench event in a run of ``dag_id``."""
     rows = airflow.query(
-        """
-        SELECT COALESCE(ae.extra->'payload'->'envelope'->>'timestamp', ae.extra->'payload'->>'timestamp'),
-               MIN(dr.queued_at)
+        f"""
+        SELECT env->>'timestamp', MIN(dr.queued_at), MIN(ae.timestamp)
         FROM asset_event ae
         JOIN dagrun_asset_event dae ON dae.event_id = ae.id
         JOIN dag_run dr ON dr.id = dae.dag_run_id
-        WHERE dr.dag_id = %s
-          AND COALESCE(ae.extra->'payload'->'envelope'->>'event_id', ae.extra->'payload'->>'event_id')
-              LIKE %s
-        GROUP BY COALESCE(ae.extra->'payload'->'envelope'->>'event_id', ae.extra->'payload'->>'event_id'),
-                 1
+        {_EVENTS}
+        WHERE dr.dag_id = %s AND env->>'event_id' LIKE %s
+        GROUP BY env->>'event_id', 1
         """,
         (dag_id, prefix + "-%"),
     )
-    return [(datetime.fromisoformat(ts).timestamp(), queued.timestamp()) for ts, queued in rows]
+    return [
+        (datetime.fromisoformat(ts).timestamp(), stored.timestamp(), queued.timestamp())
+        for ts, queued, stored in rows
+    ]
+
+
+def _p95(ordered: list[float]) -> float:
+    return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+
+
+def _stored(airflow: Any, prefix: str) -> tuple[int, int, float]:
+    """Bench events stored by the triggerer, in how many asset events, and when the last was stored."""
+    rows = airflow.query(
+        f"""
+        SELECT count(DISTINCT env->>'event_id'), count(DISTINCT ae.id), max(ae.timestamp)
+        FROM asset_event ae
+        {_EVENTS}
+        WHERE env->>'event_id' LIKE %s
+        """,
+        (prefix + "-%",),
+    )
+    events, asset_events, last = rows[0]
+    return int(events), int(asset_events), last.timestamp() if last is not None else 0.0
 
 
 def _measure(
@@ -103,7 +138,7 @@ def _measure(
     start = _feed(harness, topic, prefix, events, rate)
     produced_s = time.time() - start
     deadline = time.time() + wait
-    done: list[tuple[float, float]] = []
+    done: list[tuple[float, float, float]] = []
     nudges = 0
     while time.time() < deadline:
         done = _consumed(airflow, dag_id, prefix)
@@ -113,19 +148,27 @@ def _measure(
         nudges += 1
         harness.Producer().send(topic, -1, _envelope(f"nudge-{prefix}-{nudges}", nudges))
         time.sleep(2)
-    latencies = sorted(queued - produced for produced, queued in done)
-    last_queued = max((q for _, q in done), default=start)
+    latencies = sorted(queued - produced for produced, _, queued in done)
+    to_store = sorted(stored - produced for produced, stored, _ in done)
+    to_queue = sorted(queued - stored for _, stored, queued in done)
+    last_queued = max((q for _, _, q in done), default=start)
+    stored = _stored(airflow, prefix)
     result: dict[str, Any] = {
         "events": events,
         "in_runs": len(done),
         "produce_s": produced_s,
         "nudges": nudges,
         "runs": airflow.query("SELECT count(*) FROM dag_run WHERE dag_id = %s", (dag_id,))[0][0],
+        "stored": stored[0],
+        "asset_events": stored[1],
+        "stored_per_s": stored[0] / max(stored[2] - start, 1e-9) if stored[0] else 0.0,
     }
     if latencies:
         result["p50"] = statistics.median(latencies)
-        result["p95"] = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]
+        result["p95"] = _p95(latencies)
         result["events_per_s"] = len(done) / max(last_queued - start, 1e-9)
+        result["store_p95"] = _p95(to_store)
+        result["queue_p95"] = _p95(to_queue)
     return result
 
 
@@ -137,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print, do not append to RESULTS.md")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    load_start = os.getloadavg()[0]
 
     from tests.e2e import test_kafka_exactly_once as harness
 
@@ -173,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     if survivors:
         log.error("processes left running: %s", survivors)
         return 1
-    report = _report(results, args, argv if argv is not None else sys.argv[1:])
+    report = _report(
+        results, args, argv if argv is not None else sys.argv[1:], (load_start, os.getloadavg()[0])
+    )
     sys.stdout.write(report + "\n")
     if not args.no_write:
         with RESULTS.open("a") as out:
@@ -181,7 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _report(results: dict[str, dict[str, Any]], args: argparse.Namespace, argv: list[str]) -> str:
+def _report(
+    results: dict[str, dict[str, Any]], args: argparse.Namespace, argv: list[str], load: tuple[float, float]
+) -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
     lines = [
         f"## Kafka-started runs: KafkaEventTrigger vs stock KafkaMessageQueueTrigger ({now} UTC)",
@@ -192,10 +240,14 @@ def _report(results: dict[str, dict[str, Any]], args: argparse.Namespace, argv: 
         " Kafka, Cassandra and PostgreSQL from `docker/launcher.py` on the same machine; one Airflow 3.3"
         " (api-server, scheduler, dag-processor, triggerer, LocalExecutor) on its own PostgreSQL DB. Each"
         f" trigger is fed, in turn, {args.events} valid events at {args.rate:g} events/s; latency is produce"
-        " time to the `queued_at` of the run that consumed the event.",
+        " time to the `queued_at` of the run that consumed the event; 'stored' counts the events the"
+        " triggerer stored, in how many asset events, and 'stored/s' their rate (first produce to last"
+        " stored)."
+        f" Load average (1 min) {load[0]:.2f} at the start, {load[1]:.2f} at the end.",
         "",
-        "| trigger | events | in runs | runs | p50 s | p95 s | events/s into runs | vs stock |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| trigger | events | stored | asset events | stored/s | in runs | runs | p50 s | p95 s"
+        " | p95 produce to stored s | p95 stored to queued s | events/s into runs | vs stock |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     stock = next((r for n, r in results.items() if "stock" in n), {})
     for name, r in results.items():
@@ -205,8 +257,11 @@ def _report(results: dict[str, dict[str, Any]], args: argparse.Namespace, argv: 
             else "n/a"
         )
         lines.append(
-            f"| {name} | {r['events']} | {r['in_runs']} | {r['runs']} | {r.get('p50', float('nan')):.2f} |"
-            f" {r.get('p95', float('nan')):.2f} | {r.get('events_per_s', 0):.1f} | {ratio} |"
+            f"| {name} | {r['events']} | {r.get('stored', 0)} | {r.get('asset_events', 0)} |"
+            f" {r.get('stored_per_s', 0):.1f} |"
+            f" {r['in_runs']} | {r['runs']} | {r.get('p50', float('nan')):.2f} |"
+            f" {r.get('p95', float('nan')):.2f} | {r.get('store_p95', float('nan')):.2f} |"
+            f" {r.get('queue_p95', float('nan')):.2f} | {r.get('events_per_s', 0):.1f} | {ratio} |"
         )
     ours = next((r for n, r in results.items() if "stock" not in n), {})
     met = (

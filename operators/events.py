@@ -123,9 +123,11 @@ def triggering_events(
     """Return the Kafka events that started this run, as validated envelopes, oldest first.
 
     Reads ``context["triggering_asset_events"]`` (what a ``KafkaEventTrigger`` watcher
-    stored as each asset event's ``extra["payload"]``). Asset events that did not come
-    from a Kafka event watcher (a manual asset event, an upstream task) are skipped. An
-    ``event_id`` present twice (the same event folded into one run) is returned once.
+    stored as each asset event's ``extra["payload"]``: ``{"envelopes": [...]}`` for a batch of
+    events, or ``{"envelope": ...}`` for asset events stored by watchers before batching).
+    Asset events that did not come from a Kafka event watcher (a manual asset event, an
+    upstream task) are skipped. An ``event_id`` present twice (the same event folded into one
+    run) is returned once.
 
     With ``claim=True`` only the events this run owns are returned: each is claimed in the
     Cassandra ledger under ``(dag_id, event_id)`` with this ``run_id`` as owner
@@ -150,14 +152,21 @@ def triggering_events(
     for asset_events in groups:
         for asset_event in asset_events:
             payload = (getattr(asset_event, "extra", None) or {}).get("payload")
-            if not isinstance(payload, dict) or "envelope" not in payload:
+            if isinstance(payload, dict) and isinstance(payload.get("envelopes"), list):
+                stored = payload["envelopes"]
+            elif isinstance(payload, dict) and "envelope" in payload:
+                stored = [payload["envelope"]]
+            else:
                 log.info("Skipping a triggering asset event that did not come from a Kafka event watcher")
                 continue
-            envelope = EventEnvelope.model_validate(payload["envelope"])
-            if envelope.event_id in seen or (event_type is not None and envelope.event_type != event_type):
-                continue
-            seen.add(envelope.event_id)
-            envelopes.append(envelope)
+            for raw in stored:
+                envelope = EventEnvelope.model_validate(raw)
+                if envelope.event_id in seen or (
+                    event_type is not None and envelope.event_type != event_type
+                ):
+                    continue
+                seen.add(envelope.event_id)
+                envelopes.append(envelope)
     envelopes.sort(key=lambda e: e.timestamp)
     if claim and envelopes:
         owned = set(_claim_for_this_run(context, [e.event_id for e in envelopes], cassandra_conn_id))

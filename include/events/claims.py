@@ -9,15 +9,19 @@ processes only the events it owns. A retry of the same task (or another task of 
 run) re-claims and finds its own run as the owner, so it processes them again.
 
 The claims live in the event ledger (``include.state.ledger.EventLedger``) under the key
-``run-claim/<dag_id>/<event_id>`` with the owner ``run/<run_id>`` in the entry's ``topic``
-column, so they share its table, TTL and serial consistency without a schema change.
+``run-claim/<dag_id>/<event_id>``, claimed with ``owner="run/<run_id>"`` (the ledger's
+``claimed_by`` column), so they share its table, TTL and serial consistency. Claims written
+before the ledger had an owner column carry the owner in their ``topic`` instead; they are
+still read as that run's (:func:`claim_holder`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
+
+from include.state.ledger import ClaimRequest
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +32,22 @@ OWNER_PREFIX = "run/"
 class RunClaimLedger(Protocol):
     """What a run claim needs from ``include.state.ledger.EventLedger``."""
 
-    def claim(
-        self, event_id: str, *, topic: str, partition: int | None = None, offset: int | None = None
-    ) -> bool:
-        """Return True the first time ``event_id`` is claimed (by any owner)."""
+    def claim_batch(self, claims: Sequence[ClaimRequest]) -> list[Any]:
+        """Claim each key; per claim ``None`` if granted (or already this owner's), else its holder."""
         ...
 
-    def get(self, event_id: str) -> Any:
-        """Return the entry of ``event_id`` (with ``topic``), or None."""
-        ...
+
+def claim_holder(entry: Any) -> str | None:
+    """Who holds a run claim: the entry's ``owner``, or for a claim written before the ledger had
+    an owner column, the ``run/...`` it kept in its ``topic``; ``None`` for no entry.
+    """
+    if entry is None:
+        return None
+    owner = getattr(entry, "owner", None)
+    if owner is not None:
+        return str(owner)
+    topic = getattr(entry, "topic", None)
+    return topic if isinstance(topic, str) and topic.startswith(OWNER_PREFIX) else None
 
 
 def claim_key(dag_id: str, event_id: str) -> str:
@@ -64,7 +75,8 @@ def claim_for_run(ledger: RunClaimLedger, dag_id: str, run_id: str, event_ids: I
 
     An event is owned when this call wins its claim, or when the claim already names this run
     (a retry, or another task of the same run). Events owned by another run of the same DAG
-    are left out and logged. Order is kept.
+    are left out and logged. Order is kept. The claims go to the ledger in one
+    ``claim_batch`` (concurrent lightweight transactions), not one round trip per event.
 
     :param ledger: the event ledger.
     :param dag_id: the DAG whose runs compete for the events.
@@ -75,27 +87,19 @@ def claim_for_run(ledger: RunClaimLedger, dag_id: str, run_id: str, event_ids: I
         nothing is lost, a claim made before the error is recognised as ours on retry).
     """
     owner = claim_owner(run_id)
+    unique = list(dict.fromkeys(event_ids))
+    keys = [claim_key(dag_id, event_id) for event_id in unique]
+    holders = ledger.claim_batch([ClaimRequest(key, owner=owner) for key in keys])
     owned: list[str] = []
-    for event_id in dict.fromkeys(event_ids):
-        key = claim_key(dag_id, event_id)
-        if ledger.claim(key, topic=owner):
+    for event_id, holder in zip(unique, holders, strict=True):
+        if holder is None or claim_holder(holder) == owner:
+            # Granted now, or already ours (a retry; or a claim written before the owner column).
             owned.append(event_id)
-            continue
-        entry = ledger.get(key)
-        holder = getattr(entry, "topic", None)
-        if holder == owner:
-            owned.append(event_id)
-        elif holder is None:
-            # Claimed, then gone (its TTL ran out between the two statements): claim again.
-            if ledger.claim(key, topic=owner):
-                owned.append(event_id)
-            else:
-                log.info("Event %s was claimed by another run of %s meanwhile; skipping it", event_id, dag_id)
         else:
             log.info(
                 "Skipping event %s: already processed by %s of %s",
                 event_id,
-                holder.removeprefix(OWNER_PREFIX),
+                (claim_holder(holder) or "another claimer").removeprefix(OWNER_PREFIX),
                 dag_id,
             )
     return owned

@@ -9,6 +9,7 @@ and turns driver errors into ``include.errors`` classes (the driver's error stay
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -102,6 +103,7 @@ def _connect(settings: CassandraSettings) -> Session:
         raise
 
 
+@functools.cache
 def _retryable() -> tuple[type[BaseException], ...]:
     from cassandra import OperationTimedOut, ReadTimeout, Unavailable, WriteTimeout
     from cassandra.cluster import NoHostAvailable
@@ -109,6 +111,7 @@ def _retryable() -> tuple[type[BaseException], ...]:
     return (OperationTimedOut, Unavailable, ReadTimeout, WriteTimeout, NoHostAvailable)
 
 
+@functools.cache
 def _driver_errors() -> tuple[type[BaseException], ...]:
     from cassandra import DriverException, RequestExecutionException, RequestValidationException
     from cassandra.cluster import NoHostAvailable
@@ -122,6 +125,11 @@ def _driver_errors() -> tuple[type[BaseException], ...]:
         NoHostAvailable,
         ErrorMessage,
     )
+
+
+def driver_error_classes() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """Return the driver's (retryable, other) error classes, imported once."""
+    return _retryable(), _driver_errors()
 
 
 def translate_driver_error(

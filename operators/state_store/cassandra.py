@@ -25,6 +25,8 @@ import json
 import logging
 import math
 import threading
+import weakref
+from collections import deque
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote, unquote
@@ -136,6 +138,9 @@ class _CassandraStateTables:
         self._lock = threading.Lock()
         self._cql: dict[str, str] = {}
         self._prepared: dict[str, PreparedStatement] = {}
+        self._writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _WriteCoalescer] = (
+            weakref.WeakKeyDictionary()
+        )
 
     # -- connection and statements ---------------------------------------------------------
 
@@ -266,44 +271,31 @@ class _CassandraStateTables:
 
     # -- BaseStoreBackend, asynchronous ----------------------------------------------------
 
-    async def _arun(self, name: str, params: Sequence[Any]) -> list[Any]:
-        """Run a statement with the driver's ``execute_async``, retried and translated like ``execute``."""
-        from cassandra import (
-            DriverException,
-            OperationTimedOut,
-            ReadTimeout,
-            RequestExecutionException,
-            RequestValidationException,
-            Unavailable,
-            WriteTimeout,
-        )
-        from cassandra.cluster import NoHostAvailable
-
-        from include.state.session import translate_driver_error
-
+    async def _client_and_statement(self, name: str) -> tuple[CassandraClient, PreparedStatement]:
         client = self._client if self._client is not None else await asyncio.to_thread(lambda: self.client)
         prepared = self._prepared.get(name)
         if prepared is None:
             # Preparing and a first connect block: keep them off the event loop, once per statement.
             prepared = await asyncio.to_thread(client.prepare, self._statement(name))
             self._prepared[name] = prepared
-        statement: PreparedStatement = prepared
-        session = client.session
-        timeout = client.settings.request_timeout
-        retryable = (OperationTimedOut, Unavailable, ReadTimeout, WriteTimeout, NoHostAvailable)
-        driver_errors = (DriverException, RequestExecutionException, RequestValidationException)
-        attempt = 0
-        while True:
-            try:
-                future = session.execute_async(statement.bind(params), timeout=timeout)
-                return await _wrap_future(future)
-            except retryable as exc:
-                if attempt >= client.settings.max_retries:
-                    raise translate_driver_error(exc, client.settings, attempts=attempt + 1) from exc
-                await asyncio.sleep(client.backoff(attempt))
-                attempt += 1
-            except driver_errors as exc:
-                raise translate_driver_error(exc, client.settings, attempts=attempt + 1) from exc
+        return client, prepared
+
+    async def _arun(self, name: str, params: Sequence[Any]) -> list[Any]:
+        """Run a statement with the driver's ``execute_async``, retried and translated like ``execute``."""
+        client, prepared = await self._client_and_statement(name)
+        return await _execute_with_retries(client, prepared.bind(params))
+
+    async def _awrite(self, name: str, params: Sequence[Any], size: int) -> None:
+        """Write through this event loop's :class:`_WriteCoalescer` (batched under load)."""
+        client, prepared = await self._client_and_statement(name)
+        loop = asyncio.get_running_loop()
+        writers = self._writers
+        writer = writers.get(loop)
+        if writer is None:
+            writer = writers[loop] = _WriteCoalescer(client, loop)
+        # The row a write touches (its primary key): two writes of one row never share a batch.
+        row = (name, *params[:5]) if name == "task.set" else (name, *params[:2])
+        await writer.submit(prepared.bind(params), size, row)
 
     async def aget(self, scope: StoreScope, key: str, *, session: AsyncSession | None = None) -> str | None:
         """Async ``get``: the driver's own async I/O, the event loop is never blocked on Cassandra."""
@@ -322,7 +314,8 @@ class _CassandraStateTables:
         """Async ``set``; refuses non-JSON and over-size values before writing, as ``set`` does."""
         if self._client is None:
             await asyncio.to_thread(lambda: self.client)
-        await self._arun(*self._set_params(scope, key, value, expires_at))
+        name, params = self._set_params(scope, key, value, expires_at)
+        await self._awrite(name, params, len(value))
 
     async def adelete(self, scope: StoreScope, key: str, *, session: AsyncSession | None = None) -> None:
         """Async ``delete``."""
@@ -360,6 +353,141 @@ def _resolve(done: asyncio.Future[list[Any]], rows: list[Any] | None, exc: BaseE
         done.set_exception(exc)
     else:
         done.set_result(rows or [])
+
+
+async def _execute_with_retries(client: CassandraClient, statement: Any) -> list[Any]:
+    """``execute_async`` one statement, retrying timeouts and unavailability like ``CassandraClient``.
+
+    :raises StateStoreUnavailableError: unreachable or unavailable after the retries.
+    :raises StateStoreTimeoutError: timed out after the retries.
+    :raises StateStoreQueryError: Cassandra refused the statement.
+    """
+    from include.state.session import driver_error_classes, translate_driver_error
+
+    retryable, driver_errors = driver_error_classes()
+    session = client.session
+    timeout = client.settings.request_timeout
+    attempt = 0
+    while True:
+        try:
+            return await _wrap_future(session.execute_async(statement, timeout=timeout))
+        except retryable as exc:
+            if attempt >= client.settings.max_retries:
+                raise translate_driver_error(exc, client.settings, attempts=attempt + 1) from exc
+            await asyncio.sleep(client.backoff(attempt))
+            attempt += 1
+        except driver_errors as exc:
+            raise translate_driver_error(exc, client.settings, attempts=attempt + 1) from exc
+
+
+class _PendingWrite(NamedTuple):
+    statement: Any  # a BoundStatement
+    size: int
+    row: tuple[Any, ...]
+    done: asyncio.Future[None]
+
+
+class _WriteCoalescer:
+    """Group commit for one event loop: concurrent writes go to Cassandra as unlogged batches.
+
+    A write is sent at once while fewer than ``max_in_flight`` requests are outstanding, so an
+    idle backend adds no latency. Under load, the writes that queue up while requests are in
+    flight leave together as one ``UNLOGGED`` batch: one request and one reply for up to
+    ``max_batch`` writes instead of one each, which is what the driver's CPU and Cassandra's
+    per-request work are spent on (``bench/state_store.py``). Each write is still its own
+    single-row mutation with its own TTL: an unlogged batch adds no atomicity and takes none
+    away. Two writes of the same row never share a batch (they would share its timestamp, and
+    Cassandra would resolve the tie by value, not by order). Every caller awaits its own
+    write; a failed batch is retried like a single statement, and a batch Cassandra refuses is
+    re-sent statement by statement, so an error reaches only the write that caused it.
+
+    :param client: the Cassandra client.
+    :param loop: the event loop the callers await on.
+    """
+
+    #: Requests outstanding at once; writes beyond wait and are batched.
+    max_in_flight = 2
+    #: Writes per batch: Cassandra warns about unlogged batches over 10 partitions.
+    max_batch = 10
+    #: Value bytes per batch: under Cassandra's 5 KiB ``batch_size_warn_threshold``.
+    max_batch_bytes = 4096
+
+    def __init__(self, client: CassandraClient, loop: asyncio.AbstractEventLoop) -> None:
+        self.client = client
+        self.loop = loop
+        self.in_flight = 0
+        self.queue: deque[_PendingWrite] = deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def submit(self, statement: Any, size: int, row: tuple[Any, ...]) -> asyncio.Future[None]:
+        """Queue one bound write; the returned future resolves when Cassandra acknowledged it."""
+        done: asyncio.Future[None] = self.loop.create_future()
+        self.queue.append(_PendingWrite(statement, size, row, done))
+        self._pump()
+        return done
+
+    def _pump(self) -> None:
+        while self.queue and self.in_flight < self.max_in_flight:
+            group = self._take()
+            self.in_flight += 1
+            task = self.loop.create_task(self._send(group))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _take(self) -> list[_PendingWrite]:
+        group = [self.queue.popleft()]
+        rows = {group[0].row}
+        size = group[0].size
+        while self.queue and len(group) < self.max_batch:
+            nxt = self.queue[0]
+            if nxt.row in rows or size + nxt.size > self.max_batch_bytes:
+                break
+            group.append(self.queue.popleft())
+            rows.add(nxt.row)
+            size += nxt.size
+        return group
+
+    async def _send(self, group: list[_PendingWrite]) -> None:
+        from cassandra.query import BatchStatement, BatchType
+
+        from include.errors import StateStoreQueryError
+
+        try:
+            if len(group) == 1:
+                await _execute_with_retries(self.client, group[0].statement)
+            else:
+                batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+                for write in group:
+                    batch.add(write.statement)
+                try:
+                    await _execute_with_retries(self.client, batch)
+                except StateStoreQueryError:
+                    # Refused as a batch: send each write alone so only the culprit fails.
+                    await asyncio.gather(*(self._send_alone(write) for write in group))
+                    return
+        except BaseException as exc:
+            for write in group:
+                if not write.done.done():
+                    write.done.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            for write in group:
+                if not write.done.done():
+                    write.done.set_result(None)
+        finally:
+            self.in_flight -= 1
+            self._pump()
+
+    async def _send_alone(self, write: _PendingWrite) -> None:
+        try:
+            await _execute_with_retries(self.client, write.statement)
+        except Exception as exc:
+            if not write.done.done():
+                write.done.set_exception(exc)
+        else:
+            if not write.done.done():
+                write.done.set_result(None)
 
 
 class CassandraStoreBackend(_CassandraStateTables, ServerStoreBackendBase):

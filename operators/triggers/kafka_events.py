@@ -2,29 +2,50 @@
 
 Built on the apache-kafka provider's shared-stream trigger (Airflow 3.3 ack mode): one Kafka
 consumer per topic set in the triggerer however many ``AssetWatcher`` s use it, offsets
-committed only after the asset events derived from a message are stored.
+committed only after the asset events derived from the messages are stored.
 
 On top of it, :class:`KafkaEventStreamProducer` (the broker side, one per consumer):
 
+* reads the messages the consumer has fetched in batches (a ``poll`` that returns as soon as
+  one message is there, then up to ``max_batch`` more without waiting), so an idle topic
+  adds no latency and a busy one pays the thread hop, the ledger round trip and the
+  bookkeeping once per batch instead of once per message;
 * validates each message once with :func:`include.events.validate_message` against the
   topic's registered models (``config/kafka/payloads.yaml``);
-* claims each valid event's ``event_id`` in the Cassandra ledger
-  (``EventLedger.claim``); an id already claimed by another message (another
-  topic/partition/offset) is a duplicate, while the same message redelivered after a
-  crash is processed again (its asset event may never have been stored);
-* re-publishes messages the watchers reject to ``<topic>.dlq`` with headers giving the
+* claims the valid events' ``event_id`` s of a batch in the Cassandra ledger at once
+  (``EventLedger.claim_batch``, concurrent lightweight transactions); an id already claimed
+  by another message (another topic/partition/offset) is a duplicate, while the same
+  message redelivered after a crash is processed again (its asset event may never have
+  been stored);
+* hands the watchers one :class:`EventBatch` per partition and batch: the shared stream's
+  unit of acknowledgement, so a batch's offsets are committed together once its asset
+  event is stored, and a batch that was not is redelivered whole. A partition with
+  ``max_in_flight`` batches not yet stored holds its next messages back until one is
+  (group commit): an idle watcher sends each message at once, a busy one sends as many
+  asset events as the triggerer stores, each holding more messages;
+* re-publishes the batch's malformed messages to ``<topic>.dlq`` with headers giving the
   reason, the detail and the original topic, partition, offset and timestamp, flushed and
   checked before the offset is committed past them;
-* reports the consumer lag per partition as the ``agentflow.kafka.consumer_lag`` gauge.
+* reports consumed, dead-lettered and duplicate counts and the consumer lag per topic
+  through Airflow's ``Stats`` (:func:`operators.metrics.events`), and adds the counts to the
+  Cassandra event-flow counters the UI reads (:class:`include.state.eventflow.EventFlowCounters`)
+  every few seconds, not once per message.
 
-:class:`KafkaEventTrigger` (the subscriber side, one per watcher) turns valid events into
-``TriggerEvent({"envelope": ..., "kafka": ...})``, rejects invalid ones (so they go to the
-dead-letter topic) and acknowledges duplicates without firing (so they are dropped).
+:class:`KafkaEventTrigger` (the subscriber side, one per watcher) fires one
+``TriggerEvent({"envelopes": [...], "kafka": [...]})`` per batch that holds valid, first-seen
+events of its event types, and nothing for a batch that holds none (it is acknowledged, so
+its duplicates are dropped and its malformed messages dead-lettered). One asset event per
+batch rather than per message: the triggerer stores each trigger event in a metadata-DB
+transaction of its own, which on a busy deployment bounds the events/s a per-message watcher
+can turn into asset events (``bench/RESULTS.md``), and the scheduler folds the asset events
+waiting for a DAG into one run anyway (the run's tasks read every event with
+:func:`operators.events.triggering_events`).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Hashable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, cast
@@ -35,25 +56,27 @@ from airflow.providers.apache.kafka.triggers.shared_stream import (
     KafkaSharedStreamProducer,
     KafkaSharedStreamTrigger,
 )
-from airflow.sdk.observability.stats import Stats
 from airflow.triggers.base import TriggerEvent
-from airflow.triggers.shared_stream import reject_shared_stream_event
 from asgiref.sync import sync_to_async
 
 from include.errors import EventPublishError, EventStreamError, InvalidEventError
 
 if TYPE_CHECKING:
+    from airflow.triggers.shared_stream import AdvanceItem
     from confluent_kafka import KafkaError, Message
 
     from include.events.registry import EventRegistry
+    from include.state.eventflow import EventFlowCounters
+    from include.state.ledger import ClaimRequest
 
 log = logging.getLogger(__name__)
 
-CONSUMER_LAG_METRIC = "agentflow.kafka.consumer_lag"
-EVENTS_METRIC = "agentflow.kafka.events"
 DLQ_HEADER_PREFIX = "agentflow.dlq."
-_LAG_REPORT_INTERVAL_S = 1.0
 _DLQ_FLUSH_TIMEOUT_S = 30.0
+#: Seconds between two writes of the event-flow counters to Cassandra.
+FLOW_FLUSH_INTERVAL_S = 5.0
+#: The consumer's poll timeout while messages are held back for a batch in flight.
+_HELD_POLL_S = 0.05
 
 Disposition = Literal["valid", "invalid", "duplicate"]
 
@@ -61,27 +84,43 @@ Disposition = Literal["valid", "invalid", "duplicate"]
 class EventLedgerProtocol(Protocol):
     """What the watcher needs from ``include.state.ledger.EventLedger``."""
 
-    def claim(
-        self, event_id: str, *, topic: str, partition: int | None = None, offset: int | None = None
-    ) -> bool:
-        """Return True the first time ``event_id`` is claimed, False if it was claimed before."""
-        ...
-
-    def get(self, event_id: str) -> Any:
-        """Return the claim (with ``topic``, ``partition``, ``offset``) of ``event_id``, or None."""
+    def claim_batch(self, claims: Sequence[ClaimRequest]) -> list[Any]:
+        """Claim each event id; per claim ``None`` if granted, else the entry holding it (with
+        ``topic``, ``partition``, ``offset``)."""
         ...
 
 
-def _claim(ledger: EventLedgerProtocol, event_id: str, topic: str, partition: int, offset: int) -> bool:
-    """Claim ``event_id`` for this message; True unless another message claimed it first.
+def _is_duplicate(holder: Any, topic: str, partition: int, offset: int) -> bool:
+    """Whether a refused claim belongs to another message.
 
     A message redelivered after a crash or a seek-back carries the same topic, partition and
     offset as its own earlier claim: that is the same message again, not a duplicate.
     """
-    if ledger.claim(event_id, topic=topic, partition=partition, offset=offset):
-        return True
-    entry = ledger.get(event_id)
-    return entry is not None and (entry.topic, entry.partition, entry.offset) == (topic, partition, offset)
+    if holder is None:
+        return False
+    return (holder.topic, holder.partition, holder.offset) != (topic, partition, offset)
+
+
+class _Flow:
+    """Event-flow counts per topic since they were last written to the counters."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # the DLQ count comes from advance's worker thread
+        self.counts: dict[str, list[int]] = {}  # topic -> [consumed, dlq, duplicates]
+        self.flushed_at = time.monotonic()
+
+    def add(self, topic: str, consumed: int = 0, dlq: int = 0, duplicates: int = 0) -> None:
+        with self.lock:
+            counts = self.counts.setdefault(topic, [0, 0, 0])
+            counts[0] += consumed
+            counts[1] += dlq
+            counts[2] += duplicates
+
+    def take(self) -> dict[str, list[int]]:
+        with self.lock:
+            taken, self.counts = {t: c for t, c in self.counts.items() if any(c)}, {}
+            self.flushed_at = time.monotonic()
+            return taken
 
 
 class EventRecord(NamedTuple):
@@ -99,6 +138,7 @@ class EventRecord(NamedTuple):
     envelope: dict[str, Any] | None = None
     reason: str | None = None
     detail: str | None = None
+    size: int = 0  # the message's bytes (what a batch's size is counted in)
 
 
 class EventBrokerPayload(NamedTuple):
@@ -118,6 +158,47 @@ class EventBrokerPayload(NamedTuple):
     reason: str | None = None
     detail: str | None = None
     headers: Any = None
+
+
+class EventBatch(NamedTuple):
+    """What every watcher sharing a consumer receives for one batch of one partition's messages.
+
+    ``records`` are in offset order, one per message (valid, duplicate or invalid).
+    """
+
+    topic: str
+    partition: int
+    records: tuple[EventRecord, ...]
+
+
+class EventBatchPayload(NamedTuple):
+    """The broker side of one :class:`EventBatch`, kept until its offsets are committed.
+
+    ``offset`` is the batch's last offset (what a commit goes past), ``first_offset`` its first
+    (where a redelivery seeks back to); ``dead`` holds the malformed messages to dead-letter.
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    first_offset: int
+    dead: tuple[EventBrokerPayload, ...] = ()
+
+
+def trigger_payload(records: Sequence[EventRecord]) -> dict[str, Any]:
+    """The ``TriggerEvent`` payload of valid records: their envelopes and where each came from."""
+    return {
+        "envelopes": [record.envelope for record in records],
+        "kafka": [
+            {
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "timestamp_ms": record.timestamp_ms,
+            }
+            for record in records
+        ],
+    }
 
 
 def dlq_headers(payload: EventBrokerPayload) -> list[tuple[str, str | bytes | None]]:
@@ -141,8 +222,9 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
     """The broker side of :class:`KafkaEventTrigger`: consume, validate, dedupe, dead-letter, commit.
 
     One instance per shared stream (topic set and connections), created by the triggerer's
-    shared-stream manager; its ``advance`` (the provider's) commits each partition's offsets
-    only once every watcher has resolved the messages and their asset events are stored.
+    shared-stream manager; its ``advance`` (the provider's, for batches) commits each
+    partition's offsets only once every watcher has resolved a batch and its asset events are
+    stored, after the batch's malformed messages are on their dead-letter topics.
 
     :param topics: topics to consume; each must be in the event registry.
     :param kafka_config_id: Kafka connection (must set ``enable.auto.commit=false``).
@@ -152,6 +234,13 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
     :param registry_path: the event registry YAML; the shipped one if ``None``.
     :param dlq_suffix: the dead-letter topic of ``t`` is ``t + dlq_suffix``.
     """
+
+    #: The most messages read, validated and claimed together, and the most in one batch.
+    max_batch = 200
+    #: Batches of a partition handed out and not yet stored before its messages are held back.
+    max_in_flight = 4
+    #: The most message bytes one :class:`EventBatch` (so one asset event) carries.
+    max_batch_bytes = 1_000_000
 
     def __init__(
         self,
@@ -163,21 +252,19 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
         registry_path: str | None = None,
         dlq_suffix: str = ".dlq",
     ) -> None:
-        # ``dlq_topic`` only has to be set for the provider's ``advance`` to dead-letter
-        # rejected messages; ``_send_to_dlq`` routes each to its own topic's DLQ.
-        super().__init__(
-            topics=topics,
-            kafka_config_id=kafka_config_id,
-            poll_timeout=poll_timeout,
-            dlq_topic=f"<topic>{dlq_suffix}",
-        )
+        # No ``dlq_topic``: ``advance`` dead-letters each batch's malformed messages itself, and
+        # ``_send_to_dlq`` routes each to its own topic's DLQ.
+        super().__init__(topics=topics, kafka_config_id=kafka_config_id, poll_timeout=poll_timeout)
         self.cassandra_conn_id = cassandra_conn_id
         self.registry_path = registry_path
         self.dlq_suffix = dlq_suffix
         self.lag: dict[tuple[str, int], int] = {}
         self._ledger: EventLedgerProtocol | None = None
+        self._flow_counters: EventFlowCounters | None = None
         self._cassandra_hook: Any = None
-        self._lag_reported_at: dict[tuple[str, int], float] = {}
+        self._flow = _Flow()
+        self._held: dict[tuple[str, int], list[tuple[EventRecord, EventBrokerPayload]]] = {}
+        self._in_flight: dict[tuple[str, int], int] = {}
 
     def _load_registry(self) -> EventRegistry:
         from include.events.registry import load_registry
@@ -188,14 +275,32 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
         return registry
 
     def _open_ledger(self) -> EventLedgerProtocol:
+        from include.state.eventflow import EventFlowCounters
         from operators.hooks.cassandra import CassandraHook
 
         hook = CassandraHook(cassandra_conn_id=cast("str", self.cassandra_conn_id))
         self._cassandra_hook = hook
-        return cast("EventLedgerProtocol", hook.event_ledger())
+        self._flow_counters = EventFlowCounters(hook.get_conn())
+        ledger = hook.event_ledger()
+        ledger.prepare()  # connect and prepare now, not while the first batch waits
+        return cast("EventLedgerProtocol", ledger)
 
-    async def open_stream(self) -> AsyncIterator[tuple[EventRecord, EventBrokerPayload]]:  # type: ignore[override]
-        """Open the consumer (and the ledger) lazily and yield one validated record per message.
+    # The blocking calls of the stream (poll, ledger, counters) run in the event loop's thread
+    # pool (``thread_sensitive=False``), not asgiref's one process-wide thread that every
+    # trigger's ``sync_to_async`` shares: there they queued behind other triggers' polls
+    # (p50 produce-to-fired 0.10 s instead of 0.01 s next to one polling neighbour). The
+    # consumer is only ever called by this loop, one call at a time; librdkafka allows the
+    # provider's commit and seek from another thread meanwhile.
+    def _read_batch(self, timeout: float) -> list[Message]:
+        """Wait up to ``timeout`` seconds for one message, then take up to ``max_batch`` already fetched."""
+        consumer = cast("Any", self._consumer)
+        first = consumer.poll(timeout)
+        if first is None:
+            return []
+        return [first, *consumer.consume(num_messages=self.max_batch - 1, timeout=0)]
+
+    async def open_stream(self) -> AsyncIterator[tuple[EventBatch, EventBatchPayload]]:  # type: ignore[override]
+        """Open the consumer (and the ledger) lazily; yield an :class:`EventBatch` per partition and batch.
 
         :raises ConfigurationError: a topic is not in the registry, or auto-commit is on.
         :raises EventStreamError: the consumer reported an error.
@@ -207,7 +312,7 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
         await self._ensure_manual_commit(hook)
         consumer = await sync_to_async(hook.get_consumer)()
         self._consumer = consumer
-        poll = sync_to_async(consumer.poll)
+        read_batch = sync_to_async(self._read_batch, thread_sensitive=False)
         log.info(
             "Kafka event watcher consuming %s (ledger: %s, dead letters to <topic>%s)",
             ",".join(self.topics),
@@ -215,90 +320,259 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
             self.dlq_suffix,
         )
         while True:
-            message = await poll(self.poll_timeout)
-            if message is None:
+            # While messages wait for a batch in flight to be stored, look back soon.
+            messages = await read_batch(self.poll_timeout if not self._held else _HELD_POLL_S)
+            for message in messages:
+                if message.error():
+                    raise EventStreamError(
+                        f"Kafka consumer error on {','.join(self.topics)}: {message.error()}"
+                    )
+            if messages:
+                self._hold(await self._process_batch(messages, registry))
+            for item in self._release():
+                yield item
+            await self._flush_flow()
+
+    def _hold(self, processed: Sequence[tuple[EventRecord, EventBrokerPayload]]) -> None:
+        """Keep processed messages per partition until :meth:`_release` hands them out."""
+        for record, payload in processed:
+            self._held.setdefault((record.topic, record.partition), []).append((record, payload))
+
+    def _release(self) -> list[tuple[EventBatch, EventBatchPayload]]:
+        """Hand out each partition's held messages as batches, unless enough of its batches are in flight.
+
+        Group commit, as in the state store's async writes: a partition with fewer than
+        ``max_in_flight`` batches not yet stored sends what it holds at once (an idle watcher
+        adds no wait); one at the limit keeps collecting until a batch is stored (``advance``),
+        or until it holds ``max_batch`` messages. So the number of asset events follows what
+        the triggerer can store, not the message rate.
+        """
+        out: list[tuple[EventBatch, EventBatchPayload]] = []
+        for lane in list(self._held):
+            held = self._held[lane]
+            if self._in_flight.get(lane, 0) >= self.max_in_flight and len(held) < self.max_batch:
                 continue
-            if message.error():
-                raise EventStreamError(f"Kafka consumer error on {','.join(self.topics)}: {message.error()}")
-            yield await self._process(message, registry)
+            del self._held[lane]
+            batches = self._batches(held)
+            self._in_flight[lane] = self._in_flight.get(lane, 0) + len(batches)
+            out.extend(batches)
+        return out
 
-    async def _process(
-        self, message: Message, registry: EventRegistry
-    ) -> tuple[EventRecord, EventBrokerPayload]:
+    def _batches(
+        self, processed: Sequence[tuple[EventRecord, EventBrokerPayload]]
+    ) -> list[tuple[EventBatch, EventBatchPayload]]:
+        """Group processed messages per (topic, partition), in offset order, in batches of at most
+        ``max_batch`` messages and ``max_batch_bytes``."""
+        lanes: dict[tuple[str, int], list[list[tuple[EventRecord, EventBrokerPayload]]]] = {}
+        sizes: dict[tuple[str, int], int] = {}
+        for record, payload in processed:
+            lane = (record.topic, record.partition)
+            size = record.size
+            chunks = lanes.setdefault(lane, [[]])
+            if chunks[-1] and (
+                sizes.get(lane, 0) + size > self.max_batch_bytes or len(chunks[-1]) >= self.max_batch
+            ):
+                chunks.append([])
+                sizes[lane] = 0
+            chunks[-1].append((record, payload))
+            sizes[lane] = sizes.get(lane, 0) + size
+        out: list[tuple[EventBatch, EventBatchPayload]] = []
+        for (topic, partition), chunks in lanes.items():
+            for chunk in chunks:
+                records = tuple(record for record, _ in chunk)
+                dead = tuple(payload for record, payload in chunk if record.disposition == "invalid")
+                out.append(
+                    (
+                        EventBatch(topic, partition, records),
+                        EventBatchPayload(topic, partition, records[-1].offset, records[0].offset, dead),
+                    )
+                )
+        return out
+
+    async def advance(self, batch: Sequence[AdvanceItem]) -> None:
+        """Commit one partition's resolved prefix of batches; hold and seek back the first held batch.
+
+        The provider's ``advance``, for :class:`EventBatchPayload` s: a batch every watcher
+        resolved is committed past its last offset, after its malformed messages were
+        dead-lettered (and flushed); a batch that failed (its asset event was not stored in
+        time) or that no watcher took holds the partition at its first offset and the consumer
+        seeks back there, so it and everything after are redelivered. The held floor is the
+        provider's (``_resolve_floor``), carried across calls.
+
+        :raises EventPublishError: dead-lettering failed (nothing is committed; redelivered).
+        """
+        first = cast("EventBatchPayload", batch[0].broker_payload)
+        lane = (first.topic, first.partition)  # the provider's lane: one per partition
+        # Resolved (stored, failed or refused): no longer in flight, whatever happens below.
+        self._in_flight[lane] = max(0, self._in_flight.get(lane, 0) - len(batch))
+        commit_through: int | None = None
+        held_offset: int | None = None
+        to_dlq: list[EventBrokerPayload] = []
+        for item in batch:
+            payload = cast("EventBatchPayload", item.broker_payload)
+            outcome = item.outcome
+            if outcome.failed > 0 or (outcome.acked == 0 and outcome.rejected == 0):
+                held_offset = payload.first_offset
+                break
+            to_dlq.extend(payload.dead)
+            commit_through = payload.offset
+        floor = self._resolve_floor(lane, first.first_offset, commit_through, held_offset)
+        if to_dlq:
+            await sync_to_async(self._send_to_dlq)(first.topic, to_dlq)
+        if commit_through is not None:
+            target = commit_through + 1
+            if floor is not None:
+                target = min(target, floor)
+            await sync_to_async(self._commit)(first.topic, first.partition, target)
+        if held_offset is not None:
+            await sync_to_async(self._seek)(
+                first.topic, first.partition, floor if floor is not None else held_offset
+            )
+
+    async def _process_batch(
+        self, messages: Sequence[Message], registry: EventRegistry
+    ) -> list[tuple[EventRecord, EventBrokerPayload]]:
+        """Validate a batch, claim its valid event ids together, and report its counts and lag."""
         from include.events.registry import validate_message
+        from include.state.ledger import ClaimRequest
 
-        topic = cast("str", message.topic())
-        partition = cast("int", message.partition())
-        offset = cast("int", message.offset())
-        ts_type, ts_ms = message.timestamp()
-        timestamp_ms = ts_ms if ts_type else None
-        self._report_lag(topic, partition, offset)
-        value = message.value()
-        try:
-            envelope = validate_message(topic, value, registry=registry)
-        except InvalidEventError as err:
-            log.warning(
-                "Dead-lettering %s[%s]@%s to %s%s: %s (%s)",
-                topic,
-                partition,
-                offset,
-                topic,
-                self.dlq_suffix,
-                err.reason,
-                err.detail,
-            )
-            Stats.incr(EVENTS_METRIC, tags={"topic": topic, "disposition": "invalid", "reason": err.reason})
-            record = EventRecord(
-                topic, partition, offset, timestamp_ms, "invalid", None, err.reason, err.detail
-            )
-            payload = EventBrokerPayload(
-                topic,
-                partition,
-                offset,
-                value=value,
-                key=message.key(),
-                timestamp_ms=timestamp_ms,
-                reason=err.reason,
-                detail=err.detail,
-                headers=message.headers(),
-            )
-            return record, payload
-        disposition: Disposition = "valid"
-        if self._ledger is not None:
-            claimed = await sync_to_async(_claim)(self._ledger, envelope.event_id, topic, partition, offset)
-            if not claimed:
-                disposition = "duplicate"
-                log.info(
-                    "Dropping duplicate event %s at %s[%s]@%s (already claimed in the ledger)",
-                    envelope.event_id,
+        out: list[tuple[EventRecord, EventBrokerPayload]] = []
+        valid: list[tuple[int, Any]] = []  # (index in out, envelope)
+        consumed: dict[str, int] = {}
+        last_offset: dict[tuple[str, int], int] = {}
+        for message in messages:
+            topic = cast("str", message.topic())
+            partition = cast("int", message.partition())
+            offset = cast("int", message.offset())
+            ts_type, ts_ms = message.timestamp()
+            timestamp_ms = ts_ms if ts_type else None
+            consumed[topic] = consumed.get(topic, 0) + 1
+            last_offset[(topic, partition)] = offset
+            value = message.value()
+            try:
+                envelope = validate_message(topic, value, registry=registry)
+            except InvalidEventError as err:
+                log.warning(
+                    "Dead-lettering %s[%s]@%s to %s%s: %s (%s)",
                     topic,
                     partition,
                     offset,
+                    topic,
+                    self.dlq_suffix,
+                    err.reason,
+                    err.detail,
                 )
-        Stats.incr(EVENTS_METRIC, tags={"topic": topic, "disposition": disposition})
-        record = EventRecord(
-            topic, partition, offset, timestamp_ms, disposition, envelope.model_dump(mode="json")
-        )
-        return record, EventBrokerPayload(topic, partition, offset, timestamp_ms=timestamp_ms)
+                record = EventRecord(
+                    topic, partition, offset, timestamp_ms, "invalid", None, err.reason, err.detail
+                )
+                payload = EventBrokerPayload(
+                    topic,
+                    partition,
+                    offset,
+                    value=value,
+                    key=message.key(),
+                    timestamp_ms=timestamp_ms,
+                    reason=err.reason,
+                    detail=err.detail,
+                    headers=message.headers(),
+                )
+                out.append((record, payload))
+                continue
+            valid.append((len(out), envelope))
+            record = EventRecord(
+                topic, partition, offset, timestamp_ms, "valid", None, size=len(value or b"")
+            )
+            out.append((record, EventBrokerPayload(topic, partition, offset, timestamp_ms=timestamp_ms)))
+        # Only an id's first message in the batch is claimed: the concurrent claims of two
+        # messages with one id would race, and the earlier message must win. Later ones in the
+        # batch are duplicates of it, whatever its claim says.
+        first_of: dict[str, int] = {}
+        for n, (_, envelope) in enumerate(valid):
+            first_of.setdefault(envelope.event_id, n)
+        holders: dict[int, Any] = {}
+        if self._ledger is not None and first_of:
+            requests = [
+                ClaimRequest(event_id, out[i][0].topic, out[i][0].partition, out[i][0].offset)
+                for event_id, i in ((e, valid[n][0]) for e, n in first_of.items())
+            ]
+            claimed = await sync_to_async(self._ledger.claim_batch, thread_sensitive=False)(requests)
+            holders = dict(zip(first_of.values(), claimed, strict=True))
+        duplicates: dict[str, int] = {}
+        for n, (i, envelope) in enumerate(valid):
+            record, payload = out[i]
+            disposition: Disposition = "valid"
+            repeated = self._ledger is not None and first_of[envelope.event_id] != n
+            if repeated or _is_duplicate(holders.get(n), record.topic, record.partition, record.offset):
+                disposition = "duplicate"
+                duplicates[record.topic] = duplicates.get(record.topic, 0) + 1
+                log.info(
+                    "Dropping duplicate event %s at %s[%s]@%s (already claimed in the ledger)",
+                    envelope.event_id,
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                )
+            out[i] = (
+                record._replace(disposition=disposition, envelope=envelope.model_dump(mode="json")),
+                payload,
+            )
+        for topic, count in consumed.items():
+            self._flow.add(topic, consumed=count, duplicates=duplicates.get(topic, 0))
+        self._report(consumed, duplicates, last_offset)
+        return out
 
-    def _report_lag(self, topic: str, partition: int, offset: int) -> None:
-        """Gauge ``high watermark - next offset`` for the partition, at most once a second."""
+    def _report(
+        self, consumed: dict[str, int], duplicates: dict[str, int], last_offset: dict[tuple[str, int], int]
+    ) -> None:
+        """Emit a batch's counts and each topic's lag (``high watermark - next offset``, summed)."""
+        from operators.metrics import events
+
+        self._update_lag(last_offset)
+        for topic, count in consumed.items():
+            lag = [lag for (t, _), lag in self.lag.items() if t == topic]
+            events(topic, consumed=count, duplicates=duplicates.get(topic, 0), lag=sum(lag) if lag else None)
+
+    def _update_lag(self, last_offset: dict[tuple[str, int], int]) -> None:
         if self._consumer is None:
             return
         from confluent_kafka import TopicPartition
 
+        for (topic, partition), offset in last_offset.items():
+            try:
+                _low, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), cached=True
+                )
+            except Exception:  # the cache is filled by the fetcher; a miss only skips one sample
+                continue
+            if high is not None and high >= 0:
+                self.lag[(topic, partition)] = max(0, high - offset - 1)
+
+    async def _flush_flow(self, *, force: bool = False) -> None:
+        """Add the counts gathered since the last write to the event-flow counters, every few seconds.
+
+        A failed write is logged and its counts are kept for the next one: the counters serve
+        the UI and must not stop the watcher.
+        """
+        counters = self._flow_counters
+        if counters is None:
+            return
+        if not force and time.monotonic() - self._flow.flushed_at < FLOW_FLUSH_INTERVAL_S:
+            return
+        taken = self._flow.take()
+        if not taken:
+            return
+
+        def write() -> None:
+            for topic, (consumed, dlq, duplicates) in taken.items():
+                counters.add(topic, consumed=consumed, dlq=dlq, duplicates=duplicates)
+                taken[topic] = [0, 0, 0]
+
         try:
-            _low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
-        except Exception:  # the cache is filled by the fetcher; a miss only skips one sample
-            return
-        if high is None or high < 0:
-            return
-        lag = max(0, high - offset - 1)
-        self.lag[(topic, partition)] = lag
-        now = time.monotonic()
-        if now - self._lag_reported_at.get((topic, partition), 0.0) >= _LAG_REPORT_INTERVAL_S:
-            self._lag_reported_at[(topic, partition)] = now
-            Stats.gauge(CONSUMER_LAG_METRIC, lag, tags={"topic": topic, "partition": str(partition)})
+            await sync_to_async(write, thread_sensitive=False)()
+        except Exception:
+            log.warning("Writing the event-flow counters failed; keeping the counts", exc_info=True)
+            for topic, (consumed, dlq, duplicates) in taken.items():
+                self._flow.add(topic, consumed, dlq, duplicates)
 
     def _send_to_dlq(self, topic: str, payloads: list[Any]) -> None:
         """Re-publish rejected messages to ``<their topic><dlq_suffix>`` with reason headers.
@@ -331,6 +605,14 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
                 f"dead-lettering {len(payloads)} message(s) failed ({remaining} undelivered): "
                 + "; ".join(failures[:5])
             )
+        from operators.metrics import events
+
+        dead: dict[str, int] = {}
+        for payload in cast("list[EventBrokerPayload]", payloads):
+            dead[payload.topic] = dead.get(payload.topic, 0) + 1
+        for dead_topic, count in dead.items():
+            self._flow.add(dead_topic, dlq=count)
+            events(dead_topic, dlq=count)
         for payload in cast("list[EventBrokerPayload]", payloads):
             log.info(
                 "Dead-lettered %s[%s]@%s to %s%s (reason %s)",
@@ -343,9 +625,12 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
             )
 
     async def aclose(self) -> None:
-        """Flush the dead-letter producer, close the consumer and the ledger's connection; best effort."""
+        """Flush the dead-letter producer, close the consumer, write the last event-flow counts and
+        close the ledger's connection; best effort."""
         await super().aclose()
+        await self._flush_flow(force=True)
         hook, self._cassandra_hook, self._ledger = self._cassandra_hook, None, None
+        self._flow_counters = None
         if hook is not None:
             try:
                 await sync_to_async(hook.close)()
@@ -356,10 +641,12 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
 class KafkaEventTrigger(KafkaSharedStreamTrigger):
     """Watch Kafka topics for valid, first-seen events: the trigger of an ``AssetWatcher``.
 
-    Fires ``TriggerEvent({"envelope": <EventEnvelope as JSON>, "kafka": {topic, partition,
-    offset, timestamp_ms}})`` once per valid event whose ``event_id`` the ledger had not
-    seen. Malformed messages go to ``<topic>.dlq`` with their reason; duplicates are
-    acknowledged and dropped. Watchers with the same topics and connections share one
+    Fires ``TriggerEvent({"envelopes": [<EventEnvelope as JSON>, ...], "kafka": [{topic,
+    partition, offset, timestamp_ms}, ...]})`` once per batch of a partition's messages that
+    holds valid events of its ``event_types`` whose ``event_id`` the ledger had not seen (one
+    asset event per batch; read them with :func:`operators.events.triggering_events`).
+    Malformed messages go to ``<topic>.dlq`` with their reason; duplicates are acknowledged
+    and dropped. Watchers with the same topics and connections share one
     consumer; give watchers of different topic sets Kafka connections with distinct
     ``group.id`` s only if they must not share partitions.
 
@@ -433,32 +720,27 @@ class KafkaEventTrigger(KafkaSharedStreamTrigger):
         )
 
     async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
-        """Fire for valid first-seen events, reject invalid ones, let duplicates pass silently."""
-        async for record in shared_stream:
-            if not isinstance(record, EventRecord):
+        """Fire once per batch holding valid first-seen events of this watcher's types; nothing otherwise.
+
+        A batch without such events is acknowledged without an event: its duplicates are
+        dropped and its malformed messages dead-lettered by the producer before the commit.
+        """
+        async for batch in shared_stream:
+            if not isinstance(batch, EventBatch):
                 raise TypeError(
-                    f"KafkaEventTrigger expects EventRecords from its stream, got {type(record).__name__}"
+                    f"KafkaEventTrigger expects EventBatches from its stream, got {type(batch).__name__}"
                 )
-            if record.disposition == "invalid":
-                # Terminal: the producer dead-letters it, then commits past it.
-                reject_shared_stream_event()
-                continue
-            if record.disposition == "duplicate":
-                continue  # resolved without an event: acknowledged, committed, dropped
-            envelope = cast("dict[str, Any]", record.envelope)
-            if self.event_types is not None and envelope["event_type"] not in self.event_types:
-                continue
-            yield TriggerEvent(
-                {
-                    "envelope": envelope,
-                    "kafka": {
-                        "topic": record.topic,
-                        "partition": record.partition,
-                        "offset": record.offset,
-                        "timestamp_ms": record.timestamp_ms,
-                    },
-                }
-            )
+            records = [
+                record
+                for record in batch.records
+                if record.disposition == "valid"
+                and (
+                    self.event_types is None
+                    or cast("dict[str, Any]", record.envelope)["event_type"] in self.event_types
+                )
+            ]
+            if records:
+                yield TriggerEvent(trigger_payload(records))
 
     async def cleanup(self) -> None:
         """Nothing to close here: the shared producer owns the clients and the manager closes it."""

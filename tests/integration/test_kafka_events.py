@@ -156,13 +156,18 @@ class Watcher:
 
         self.tasks[trigger_id] = (asyncio.create_task(consume()), key)
 
+    def envelopes(self, trigger_id: int = 1) -> list[dict[str, Any]]:
+        """The envelopes of every event the watcher fired, in order (one event per batch)."""
+        return [env for e in self.events[trigger_id] for env in e.payload["envelopes"]]
+
     async def wait_for(self, trigger_id: int, count: int, timeout: float = 60) -> None:
+        """Wait until the watcher has fired ``count`` envelopes (in however many batches)."""
         deadline = time.monotonic() + timeout
-        while len(self.events[trigger_id]) < count:
+        while len(self.envelopes(trigger_id)) < count:
             task = self.tasks[trigger_id][0]
             if task.done():
                 task.result()  # raises the watcher's error
-            assert time.monotonic() < deadline, f"only {len(self.events[trigger_id])} of {count} events"
+            assert time.monotonic() < deadline, f"only {len(self.envelopes(trigger_id))} of {count} events"
             await asyncio.sleep(0.1)
 
     async def wait_committed(self, t: Topics, offset: int, timeout: float = 60) -> None:
@@ -182,7 +187,7 @@ class Watcher:
         await self.manager.stop_all()
 
     def ids(self, trigger_id: int = 1) -> list[str]:
-        return [e.payload["envelope"]["event_id"] for e in self.events[trigger_id]]
+        return [envelope["event_id"] for envelope in self.envelopes(trigger_id)]
 
 
 def _trigger(t: Topics, *, ledger: bool) -> KafkaEventTrigger:
@@ -226,13 +231,16 @@ async def test_valid_events_fire_once_and_malformed_ones_go_to_the_dlq(topics: T
 
     assert watcher.ids() == [*good, good[0]]
     first = watcher.events[1][0].payload
-    assert first["envelope"]["payload"]["channel"] == "web"  # validated, defaults filled in
-    assert first["kafka"] == {
+    assert first["envelopes"][0]["payload"]["channel"] == "web"  # validated, defaults filled in
+    assert first["kafka"][0] == {
         "topic": topics.events,
         "partition": 0,
         "offset": 0,
-        "timestamp_ms": first["kafka"]["timestamp_ms"],
+        "timestamp_ms": first["kafka"][0]["timestamp_ms"],
     }
+    for event in watcher.events[1]:  # each envelope comes with the offset of its own message
+        for envelope, where in zip(event.payload["envelopes"], event.payload["kafka"], strict=True):
+            assert json.loads(values[where["offset"]] or b"")["event_id"] == envelope["event_id"]
 
     dead = _read_all(topics, topics.dlq, len(bad))
     assert len(dead) == len(bad)
@@ -251,16 +259,21 @@ async def test_valid_events_fire_once_and_malformed_ones_go_to_the_dlq(topics: T
 
 @pytest.mark.asyncio
 async def test_offsets_are_committed_only_after_the_asset_event_is_stored(topics: Topics) -> None:
-    _produce(topics.bootstrap, topics.events, [_ticket(f"c-{i}", i) for i in range(3)])
+    _produce(topics.bootstrap, topics.events, [_ticket(f"c-{i}", i) for i in range(2)])
     watcher = Watcher(confirm=False)
     watcher.start(1, _trigger(topics, ledger=False))
     try:
+        await watcher.wait_for(1, 2)
+        first = list(watcher.unconfirmed)  # the asset event(s) of the first two messages
+        _produce(topics.bootstrap, topics.events, [_ticket("c-2", 2)])  # a later batch
         await watcher.wait_for(1, 3)
         await asyncio.sleep(3)  # several poll rounds: nothing may be committed yet
         assert await asyncio.to_thread(_committed, topics, topics.events) < 0
-        watcher.manager.confirm_persisted(watcher.unconfirmed[:2])
-        # The third event's binding stays open until the subscriber pulls again: commit through 2.
+        watcher.manager.confirm_persisted(first)
+        # Only the first batch's asset event is stored: commit through its messages, not the third.
         await watcher.wait_committed(topics, 2)
+        await asyncio.sleep(2)
+        assert await asyncio.to_thread(_committed, topics, topics.events) == 2
     finally:
         await watcher.stop()
     # A new watcher in the same group (a restarted triggerer) gets only the unconfirmed event.
@@ -445,6 +458,32 @@ def test_each_event_is_claimed_by_one_run_and_re_claimed_by_its_retry(services: 
     assert [e.event_id for e in other_dag] == ids
 
 
+def test_batched_and_single_asset_events_give_each_event_once_to_one_run(services: None) -> None:
+    """A watcher's batch asset event (``envelopes``) and one of the older shape (``envelope``)."""
+    from operators.events import triggering_events
+
+    dag_id = f"it_batches_{uuid.uuid4().hex[:8]}"
+    ids = [f"bt-{uuid.uuid4().hex[:8]}-{i}" for i in range(4)]
+
+    class AssetEvent:
+        def __init__(self, payload: dict[str, Any]) -> None:
+            self.extra = {"payload": payload}
+
+    def context(run_id: str) -> dict[str, Any]:
+        context = _run_context(dag_id, run_id, [])
+        batch = {"envelopes": [json.loads(_ticket(e)) for e in ids[:3]], "kafka": [{}, {}, {}]}
+        single = {"envelope": json.loads(_ticket(ids[3])), "kafka": {}}
+        refold = {"envelopes": [json.loads(_ticket(ids[1]))], "kafka": [{}]}  # one event twice
+        context["triggering_asset_events"] = {
+            "tickets": [AssetEvent(batch), AssetEvent(single), AssetEvent(refold)]
+        }
+        return context
+
+    assert sorted(e.event_id for e in triggering_events(context("run-a"), claim=True)) == sorted(ids)
+    assert triggering_events(context("run-b"), claim=True) == []
+    assert len(triggering_events(context("run-b"))) == 4  # without claim: every event, once
+
+
 def test_concurrent_runs_claim_disjoint_events_in_cassandra(services: None) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
@@ -459,3 +498,92 @@ def test_concurrent_runs_claim_disjoint_events_in_cassandra(services: None) -> N
     with ThreadPoolExecutor(4) as pool:
         owned = [event_id for result in pool.map(run, range(4)) for event_id in result]
     assert sorted(owned) == sorted(ids)
+
+
+@pytest.mark.asyncio
+async def test_the_watcher_adds_its_event_flow_to_the_cassandra_counters(topics: Topics) -> None:
+    from datetime import UTC, datetime
+
+    from include.state.eventflow import EventFlowCounters
+    from operators.hooks.cassandra import CassandraHook
+
+    run = uuid.uuid4().hex[:8]
+    values = [_ticket(f"f-{run}-{i}", i) for i in range(3)]
+    values += [b"{not json", None, _ticket(f"f-{run}-1", 9)]  # two for the DLQ, one duplicate
+    _produce(topics.bootstrap, topics.events, values)
+    watcher = Watcher()
+    watcher.start(1, _trigger(topics, ledger=True))
+    try:
+        await watcher.wait_for(1, 3)
+        await watcher.wait_committed(topics, len(values))
+    finally:
+        await watcher.stop()  # closing the stream writes the counts not yet written
+    hook = CassandraHook("cassandra_default")
+    try:
+        flow = EventFlowCounters(hook.get_conn()).read(topics.events, datetime.now(UTC).date())
+    finally:
+        hook.close()
+    assert flow == {"consumed": 6, "dlq": 2, "duplicates": 1}
+
+
+@pytest.fixture
+def ledger(services: None) -> Iterator[Any]:
+    from operators.hooks.cassandra import CassandraHook
+
+    hook = CassandraHook("cassandra_default")
+    try:
+        yield hook.event_ledger()
+    finally:
+        hook.close()
+
+
+def test_a_claim_names_its_owner_and_the_same_owner_may_claim_again(ledger: Any) -> None:
+    key = f"own-{uuid.uuid4().hex[:8]}"
+    assert ledger.claim(key, owner="run/a") is True
+    assert ledger.claim(key, owner="run/a") is True  # a retry of the same run
+    assert ledger.claim(key, owner="run/b") is False
+    assert ledger.claim(key, topic="t") is False  # no owner: a plain first-claim-wins
+    entry = ledger.get(key)
+    assert (entry.owner, entry.topic) == ("run/a", None)
+    with pytest.raises(TypeError, match="needs a topic, an owner"):
+        ledger.claim(key)
+    with pytest.raises(ValueError, match="owner must be 1 to 512"):
+        ledger.claim(key, owner="")
+
+
+def test_run_claims_written_before_the_owner_column_are_still_their_runs(
+    ledger: Any, cassandra_session: Any
+) -> None:
+    from include.events.claims import claim_for_run, claim_key, claim_owner
+
+    dag_id = f"it_legacy_{uuid.uuid4().hex[:8]}"
+    # How run claims were written before 008_ledger_owner.cql: the owner in topic, no claimed_by.
+    cassandra_session.execute(
+        "INSERT INTO agentflow.event_ledger (event_id, topic, owner, claimed_at) "
+        "VALUES (%s, %s, uuid(), toTimestamp(now())) USING TTL 600",
+        (claim_key(dag_id, "e1"), claim_owner("run-old")),
+    )
+    assert claim_for_run(ledger, dag_id, "run-new", ["e1", "e2"]) == ["e2"]
+    assert claim_for_run(ledger, dag_id, "run-old", ["e1", "e2"]) == ["e1"]
+    assert ledger.get(claim_key(dag_id, "e2")).owner == claim_owner("run-new")
+
+
+def test_claim_batch_grants_once_and_returns_the_holder(ledger: Any) -> None:
+    from include.state.ledger import ClaimRequest
+
+    run = uuid.uuid4().hex[:8]
+    first = ledger.claim_batch([ClaimRequest(f"b-{run}-{i}", "t", 0, i) for i in range(20)])
+    assert first == [None] * 20
+    again = ledger.claim_batch(
+        [
+            ClaimRequest(f"b-{run}-0", "t", 0, 0),
+            ClaimRequest(f"b-{run}-1", "t", 0, 99),
+            ClaimRequest(f"b-{run}-x", "t", 0, 5),
+        ]
+    )
+    assert again[0] is not None
+    assert (again[0].topic, again[0].partition, again[0].offset) == ("t", 0, 0)
+    assert again[1] is not None
+    assert again[1].offset == 1
+    assert again[2] is None
+    assert ledger.claim_batch([]) == []

@@ -24,8 +24,11 @@ def test_every_statement_is_idempotent() -> None:
     for migration in load_migrations(SCHEMA_DIR):
         for statement in migration.statements:
             assert re.match(
-                r"CREATE\s+(CUSTOM\s+)?(KEYSPACE|TABLE|INDEX)\s+IF\s+NOT\s+EXISTS", statement, re.I
-            ), f"{migration.name}: {statement[:80]!r} is not CREATE ... IF NOT EXISTS"
+                r"CREATE\s+(CUSTOM\s+)?(KEYSPACE|TABLE|INDEX)\s+IF\s+NOT\s+EXISTS"
+                r"|ALTER\s+TABLE\s+\S+\s+ADD\s+IF\s+NOT\s+EXISTS\s",
+                statement,
+                re.I,
+            ), f"{migration.name}: {statement[:80]!r} is not CREATE/ALTER ... IF NOT EXISTS"
 
 
 def test_every_table_has_a_bounded_partition_key() -> None:

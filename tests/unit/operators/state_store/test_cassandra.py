@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from unittest import mock
 
 import pytest
 from airflow.sdk.state import AssetScope as WorkerAssetScope
 from airflow.sdk.state import TaskScope as WorkerTaskScope
 from airflow.state import AssetScope, BaseStoreBackend, TaskScope
+from cassandra.query import BatchStatement, BatchType, SimpleStatement
 
-from include.errors import NotJSONError, ValueTooLargeError
+from include.errors import NotJSONError, StateStoreQueryError, StateStoreTimeoutError, ValueTooLargeError
 from include.state.settings import CassandraSettings
 from operators.state_store.cassandra import (
     MAX_TTL_S,
     CassandraStoreBackend,
     CassandraWorkerStoreBackend,
+    _WriteCoalescer,
     asset_identity,
     parse_state_ref,
     state_ref,
@@ -117,3 +121,132 @@ def test_worker_backend_refuses_non_json_values(client: mock.Mock) -> None:
             value={"x": float("nan")}, key="k", scope=WorkerTaskScope("d", "r", "t")
         )
     client.execute.assert_not_called()
+
+
+# -- group commit (the async write path), against a fake driver session -------------------
+
+
+class FakeResponse:
+    """A driver ``ResponseFuture`` the test completes by hand."""
+
+    def __init__(self, statement: Any) -> None:
+        self.statement = statement
+        self._callbacks: tuple[Any, Any] | None = None
+
+    def add_callbacks(self, ok: Any, err: Any) -> None:
+        self._callbacks = (ok, err)
+
+    def finish(self, error: BaseException | None = None) -> None:
+        assert self._callbacks is not None
+        ok, err = self._callbacks
+        if error is None:
+            ok([])
+        else:
+            err(error)
+
+
+class FakeSession:
+    """``execute_async`` records each request; ``refuse`` decides which ones fail."""
+
+    def __init__(self) -> None:
+        self.requests: list[FakeResponse] = []
+
+    def execute_async(self, statement: Any, timeout: float | None = None) -> FakeResponse:
+        response = FakeResponse(statement)
+        self.requests.append(response)
+        return response
+
+    def sizes(self) -> list[int]:
+        return [len(r.statement) if isinstance(r.statement, BatchStatement) else 1 for r in self.requests]
+
+
+def _write(n: int) -> SimpleStatement:
+    return SimpleStatement(f"INSERT {n}")
+
+
+async def _settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def _coalescer() -> tuple[_WriteCoalescer, FakeSession]:
+    """A group-commit writer on the running loop, over a fake session, one request in flight."""
+    session = FakeSession()
+    fake = mock.Mock()
+    fake.session = session
+    fake.settings = CassandraSettings(max_retries=2, retry_backoff=0.0)
+    fake.backoff.return_value = 0.0
+    writer = _WriteCoalescer(fake, asyncio.get_running_loop())
+    writer.max_in_flight = 1
+    return writer, session
+
+
+@pytest.mark.asyncio
+async def test_writes_queued_behind_a_request_leave_as_one_unlogged_batch() -> None:
+    writer, session = _coalescer()
+    done = [writer.submit(_write(i), 10, ("row", i)) for i in range(5)]
+    await _settle()
+    assert session.sizes() == [1]  # an idle writer sends at once, alone
+    session.requests[0].finish()
+    await _settle()
+    assert session.sizes() == [1, 4]
+    batch = session.requests[1].statement
+    assert batch.batch_type == BatchType.UNLOGGED
+    assert done[0].done()
+    assert not done[1].done()
+    session.requests[1].finish()
+    await asyncio.wait_for(asyncio.gather(*done), 5)
+
+
+@pytest.mark.asyncio
+async def test_two_writes_of_one_row_never_share_a_batch_and_batches_are_bounded() -> None:
+    writer, session = _coalescer()
+    writer.max_batch = 3
+    rows = [0, 1, 1, 2, 3, 4, 5]
+    done = [writer.submit(_write(i), 10, ("row", row)) for i, row in enumerate(rows)]
+    for _ in range(4):
+        await _settle()
+        session.requests[-1].finish()
+    await asyncio.wait_for(asyncio.gather(*done), 5)
+    # [0] alone; then row 1, not its second write; then the second write of row 1 with rows 2, 3;
+    # then rows 4, 5.
+    assert session.sizes() == [1, 1, 3, 2]
+
+
+@pytest.mark.asyncio
+async def test_a_refused_batch_is_resent_one_by_one_and_fails_only_the_culprit() -> None:
+    from cassandra import InvalidRequest
+
+    writer, session = _coalescer()
+    first = writer.submit(_write(0), 10, ("row", 0))
+    rest = [writer.submit(_write(i), 10, ("row", i)) for i in (1, 2, 3)]
+    await _settle()
+    session.requests[0].finish()
+    await _settle()
+    session.requests[1].finish(InvalidRequest("bad batch"))  # the batch of 1, 2, 3
+    await _settle()
+    singles = session.requests[2:]
+    assert [r.statement.query_string for r in singles] == ["INSERT 1", "INSERT 2", "INSERT 3"]
+    singles[0].finish()
+    singles[1].finish(InvalidRequest("bad value"))
+    singles[2].finish()
+    await first
+    await rest[0]
+    await rest[2]
+    with pytest.raises(StateStoreQueryError, match="bad value"):
+        await rest[1]
+
+
+@pytest.mark.asyncio
+async def test_a_timed_out_batch_is_retried_then_the_error_reaches_every_write() -> None:
+    from cassandra import OperationTimedOut
+
+    writer, session = _coalescer()
+    done = writer.submit(_write(0), 10, ("row", 0))
+    for attempt in range(3):  # max_retries=2: three attempts
+        await _settle()
+        assert len(session.requests) == attempt + 1
+        session.requests[-1].finish(OperationTimedOut("slow"))
+    with pytest.raises(StateStoreTimeoutError, match="after 3 attempts"):
+        await done
+    assert writer.in_flight == 0

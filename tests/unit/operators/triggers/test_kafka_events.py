@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from airflow.triggers.base import TriggerEvent
 
 from include.errors import ConfigurationError, EventPublishError
 from include.events.registry import load_registry
+from include.state.ledger import ClaimRequest, LedgerEntry
 from operators.triggers.kafka_events import (
     DLQ_HEADER_PREFIX,
+    EventBatch,
+    EventBatchPayload,
     EventBrokerPayload,
     EventRecord,
     KafkaEventStreamProducer,
@@ -81,48 +84,153 @@ def test_misuse_is_refused(kwargs: dict[str, Any], match: str) -> None:
         KafkaEventTrigger(**kwargs)
 
 
-async def _stream(*records: EventRecord) -> AsyncIterator[EventRecord]:
-    for record in records:
-        yield record
+async def _stream(*batches: Any) -> AsyncIterator[Any]:
+    for batch in batches:
+        yield batch
 
 
 def _record(disposition: str, event_type: str = "support.ticket.created", offset: int = 0) -> EventRecord:
-    envelope = {**TICKET, "event_type": event_type} if disposition != "invalid" else None
+    envelope = (
+        {**TICKET, "event_type": event_type, "event_id": f"e-{offset}"} if disposition != "invalid" else None
+    )
     return EventRecord("t", 0, offset, 1, disposition, envelope, "schema" if envelope is None else None)  # type: ignore[arg-type]
 
 
+def _batch(*records: EventRecord) -> EventBatch:
+    return EventBatch("t", 0, records)
+
+
 @pytest.mark.asyncio
-async def test_the_filter_fires_for_valid_events_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    rejected: list[int] = []
-    monkeypatch.setattr(
-        "operators.triggers.kafka_events.reject_shared_stream_event", lambda: rejected.append(1)
-    )
+async def test_the_filter_fires_once_per_batch_for_its_valid_events_only() -> None:
     trigger = KafkaEventTrigger(topics=["t"])
-    records = [_record("valid", offset=0), _record("invalid", offset=1), _record("duplicate", offset=2)]
-    events = [e async for e in trigger.filter_shared_stream(_stream(*records))]
+    first = _batch(_record("valid", offset=0), _record("invalid", offset=1), _record("duplicate", offset=2))
+    second = _batch(_record("valid", offset=3), _record("valid", offset=4))
+    events = [e async for e in trigger.filter_shared_stream(_stream(first, second))]
     assert events == [
         TriggerEvent(
-            {"envelope": TICKET, "kafka": {"topic": "t", "partition": 0, "offset": 0, "timestamp_ms": 1}}
-        )
+            {
+                "envelopes": [{**TICKET, "event_id": "e-0"}],
+                "kafka": [{"topic": "t", "partition": 0, "offset": 0, "timestamp_ms": 1}],
+            }
+        ),
+        TriggerEvent(
+            {
+                "envelopes": [{**TICKET, "event_id": "e-3"}, {**TICKET, "event_id": "e-4"}],
+                "kafka": [
+                    {"topic": "t", "partition": 0, "offset": 3, "timestamp_ms": 1},
+                    {"topic": "t", "partition": 0, "offset": 4, "timestamp_ms": 1},
+                ],
+            }
+        ),
     ]
-    assert rejected == [1]  # the invalid one, so the producer dead-letters it
+
+
+@pytest.mark.asyncio
+async def test_a_batch_without_valid_events_fires_nothing() -> None:
+    trigger = KafkaEventTrigger(topics=["t"])
+    nothing = _batch(_record("invalid", offset=1), _record("duplicate", offset=2))
+    assert [e async for e in trigger.filter_shared_stream(_stream(nothing))] == []
 
 
 @pytest.mark.asyncio
 async def test_the_filter_honours_event_types() -> None:
     trigger = KafkaEventTrigger(topics=["t"], event_types=["other.type"])
-    events = [
-        e
-        async for e in trigger.filter_shared_stream(_stream(_record("valid"), _record("valid", "other.type")))
-    ]
-    assert [e.payload["envelope"]["event_type"] for e in events] == ["other.type"]
+    batch = _batch(_record("valid", offset=0), _record("valid", "other.type", offset=1))
+    events = [e async for e in trigger.filter_shared_stream(_stream(batch))]
+    assert [env["event_type"] for e in events for env in e.payload["envelopes"]] == ["other.type"]
 
 
 @pytest.mark.asyncio
 async def test_the_filter_refuses_foreign_stream_items() -> None:
     trigger = KafkaEventTrigger(topics=["t"])
-    with pytest.raises(TypeError, match="EventRecord"):
-        [e async for e in trigger.filter_shared_stream(_stream("raw bytes"))]  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="EventBatch"):
+        [e async for e in trigger.filter_shared_stream(_stream("raw bytes"))]
+
+
+def test_batches_group_per_partition_in_order_within_the_byte_bound() -> None:
+    producer = KafkaEventStreamProducer(topics=["t"])
+    producer.max_batch_bytes = 25
+    processed = [
+        (EventRecord("t", 0, 5, 1, "valid", {}, size=10), EventBrokerPayload("t", 0, 5)),
+        (EventRecord("t", 1, 7, 1, "valid", {}, size=10), EventBrokerPayload("t", 1, 7)),
+        (
+            EventRecord("t", 0, 6, 1, "invalid", None, "empty"),
+            EventBrokerPayload("t", 0, 6, b"", reason="empty"),
+        ),
+        (EventRecord("t", 0, 8, 1, "valid", {}, size=10), EventBrokerPayload("t", 0, 8)),
+        (EventRecord("t", 0, 9, 1, "valid", {}, size=10), EventBrokerPayload("t", 0, 9)),
+    ]
+    batches = producer._batches(processed)
+    assert [(b.partition, [r.offset for r in b.records]) for b, _ in batches] == [
+        (0, [5, 6, 8]),
+        (0, [9]),
+        (1, [7]),
+    ]
+    assert [(p.first_offset, p.offset, [d.offset for d in p.dead]) for _, p in batches] == [
+        (5, 8, [6]),
+        (9, 9, []),
+        (7, 7, []),
+    ]
+
+
+class Outcome(NamedTuple):
+    acked: int = 0
+    rejected: int = 0
+    failed: int = 0
+
+
+class Item(NamedTuple):
+    broker_payload: EventBatchPayload
+    outcome: Outcome
+
+
+class Broker:
+    """The consumer's commit/seek and the DLQ producer, recorded."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+
+def _broker_producer() -> tuple[KafkaEventStreamProducer, Broker]:
+    producer = KafkaEventStreamProducer(topics=["t"])
+    broker = Broker()
+    producer._commit = lambda topic, partition, offset: broker.calls.append(("commit", partition, offset))  # type: ignore[method-assign]
+    producer._seek = lambda topic, partition, offset: broker.calls.append(("seek", partition, offset))  # type: ignore[method-assign]
+    producer._send_to_dlq = lambda topic, payloads: broker.calls.append(("dlq", [p.offset for p in payloads]))  # type: ignore[method-assign]
+    return producer, broker
+
+
+@pytest.mark.asyncio
+async def test_advance_dead_letters_then_commits_past_acknowledged_batches() -> None:
+    producer, broker = _broker_producer()
+    dead = EventBrokerPayload("t", 0, 6, b"x", reason="empty")
+    await producer.advance(
+        [
+            Item(EventBatchPayload("t", 0, 8, 5, (dead,)), Outcome(acked=1)),  # type: ignore[list-item]
+            Item(EventBatchPayload("t", 0, 9, 9), Outcome(acked=2)),  # type: ignore[list-item]
+        ]
+    )
+    assert broker.calls == [("dlq", [6]), ("commit", 0, 10)]
+
+
+@pytest.mark.asyncio
+async def test_advance_holds_a_failed_batch_at_its_first_offset() -> None:
+    producer, broker = _broker_producer()
+    await producer.advance(
+        [
+            Item(EventBatchPayload("t", 0, 4, 0), Outcome(acked=1)),  # type: ignore[list-item]
+            Item(EventBatchPayload("t", 0, 9, 5), Outcome(failed=1)),  # type: ignore[list-item]
+            Item(EventBatchPayload("t", 0, 12, 10), Outcome(acked=1)),  # type: ignore[list-item]
+        ]
+    )
+    assert broker.calls == [("commit", 0, 5), ("seek", 0, 5)]
+    broker.calls.clear()
+    # A later batch cannot commit past the held floor until the held batch is re-read.
+    await producer.advance([Item(EventBatchPayload("t", 0, 20, 13), Outcome(acked=1))])  # type: ignore[list-item]
+    assert broker.calls == [("commit", 0, 5)]
+    broker.calls.clear()
+    await producer.advance([Item(EventBatchPayload("t", 0, 9, 5), Outcome(acked=1))])  # type: ignore[list-item]
+    assert broker.calls == [("commit", 0, 10)]
 
 
 class FakeMessage:
@@ -152,44 +260,177 @@ class FakeMessage:
 
 
 class FakeLedger:
-    """The EventLedger's interface: claim once per event id; get returns the claim."""
+    """The EventLedger's batch interface: claim once per event id; a refused claim returns its holder."""
 
     def __init__(self) -> None:
         self.claims: dict[str, tuple[str, int | None, int | None]] = {}
+        self.batches: list[int] = []
 
-    def claim(
-        self, event_id: str, *, topic: str, partition: int | None = None, offset: int | None = None
-    ) -> bool:
-        if event_id in self.claims:
-            return False
-        self.claims[event_id] = (topic, partition, offset)
-        return True
+    def claim_batch(self, claims: list[ClaimRequest]) -> list[Any]:
+        self.batches.append(len(claims))
+        out: list[Any] = []
+        for c in claims:
+            if c.event_id in self.claims:
+                topic, partition, offset = self.claims[c.event_id]
+                out.append(
+                    LedgerEntry(
+                        event_id=c.event_id, topic=topic, partition=partition, offset=offset, claimed_at=None
+                    )
+                )
+            else:
+                self.claims[c.event_id] = (c.topic, c.partition, c.offset)
+                out.append(None)
+        return out
 
-    def get(self, event_id: str) -> Any:
-        if event_id not in self.claims:
-            return None
-        topic, partition, offset = self.claims[event_id]
-        return type("Entry", (), {"topic": topic, "partition": partition, "offset": offset})()
+
+@pytest.fixture
+def emitted(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """What the watcher sends to ``operators.metrics.events``."""
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr("operators.metrics.events", lambda topic, **kw: calls.append({"topic": topic, **kw}))
+    return calls
 
 
 @pytest.mark.asyncio
-async def test_the_producer_validates_and_dedupes_each_message_once() -> None:
+async def test_the_producer_validates_and_dedupes_a_batch_with_one_ledger_call(
+    emitted: list[dict[str, Any]],
+) -> None:
     producer = KafkaEventStreamProducer(topics=["support.tickets"])
     producer._ledger = ledger = FakeLedger()
     registry = load_registry()
-    first, payload = await producer._process(FakeMessage(json.dumps(TICKET).encode()), registry)  # type: ignore[arg-type]
+    ticket = json.dumps(TICKET).encode()
+    out = await producer._process_batch(
+        [FakeMessage(ticket), FakeMessage(b"\xff\x00", offset=8), FakeMessage(ticket, offset=9)],  # type: ignore[list-item]
+        registry,
+    )
+    assert ledger.batches == [1]  # one claim call; e-1's second message in the batch is not claimed
+    (first, payload), (bad, bad_payload), (repeat, _) = out
     assert first.disposition == "valid"
     assert first.envelope is not None
     assert first.envelope["event_id"] == "e-1"
     assert payload.value is None  # valid messages are not kept for the DLQ
-    redelivered, _ = await producer._process(FakeMessage(json.dumps(TICKET).encode()), registry)  # type: ignore[arg-type]
-    assert redelivered.disposition == "valid"  # same offset: the same message again
-    repeat, _ = await producer._process(FakeMessage(json.dumps(TICKET).encode(), offset=8), registry)  # type: ignore[arg-type]
-    assert repeat.disposition == "duplicate"
-    bad, bad_payload = await producer._process(FakeMessage(b"\xff\x00", offset=9), registry)  # type: ignore[arg-type]
+    assert repeat.disposition == "duplicate"  # another offset claimed e-1 first
     assert (bad.disposition, bad.reason) == ("invalid", "not_json")
     assert (bad_payload.value, bad_payload.key, bad_payload.reason) == (b"\xff\x00", b"k", "not_json")
-    assert list(ledger.claims) == ["e-1"]
+    assert [r.offset for r, _ in out] == [7, 8, 9]  # the stream keeps the partition's order
+    redelivered = await producer._process_batch([FakeMessage(ticket)], registry)  # type: ignore[list-item]
+    assert redelivered[0][0].disposition == "valid"  # same offset: the same message again
+    other = {**TICKET, "event_id": "e-2"}
+    two = await producer._process_batch(
+        [FakeMessage(json.dumps(other).encode(), offset=20), FakeMessage(ticket, offset=21)],  # type: ignore[list-item]
+        registry,
+    )
+    assert [r.disposition for r, _ in two] == ["valid", "duplicate"]
+    assert ledger.claims["e-2"] == ("support.tickets", 2, 20)
+    assert list(ledger.claims) == ["e-1", "e-2"]
+    assert [(c["topic"], c["consumed"], c["duplicates"]) for c in emitted] == [
+        ("support.tickets", 3, 1),
+        ("support.tickets", 1, 0),
+        ("support.tickets", 2, 1),
+    ]
+    assert producer._flow.take() == {"support.tickets": [6, 0, 2]}
+
+
+@pytest.mark.asyncio
+async def test_without_a_ledger_repeated_ids_pass(emitted: list[dict[str, Any]]) -> None:
+    producer = KafkaEventStreamProducer(topics=["support.tickets"], cassandra_conn_id=None)
+    ticket = json.dumps(TICKET).encode()
+    out = await producer._process_batch([FakeMessage(ticket), FakeMessage(ticket, offset=8)], load_registry())  # type: ignore[list-item]
+    assert [r.disposition for r, _ in out] == ["valid", "valid"]
+
+
+class FakeConsumer:
+    """``poll`` returns the first fetched message; ``consume`` takes more without waiting."""
+
+    def __init__(self, messages: list[Any]) -> None:
+        self.messages = messages
+        self.calls: list[tuple[str, Any]] = []
+
+    def poll(self, timeout: float) -> Any:
+        self.calls.append(("poll", timeout))
+        return self.messages.pop(0) if self.messages else None
+
+    def consume(self, num_messages: int, timeout: float) -> list[Any]:
+        self.calls.append(("consume", (num_messages, timeout)))
+        taken, self.messages = self.messages[:num_messages], self.messages[num_messages:]
+        return taken
+
+
+def test_a_read_waits_for_one_message_only_and_is_bounded() -> None:
+    producer = KafkaEventStreamProducer(topics=["t"])
+    producer.max_batch = 3
+    producer._consumer = consumer = FakeConsumer(list(range(5)))  # type: ignore[assignment]
+    assert producer._read_batch(0.5) == [0, 1, 2]
+    assert consumer.calls == [("poll", 0.5), ("consume", (2, 0))]
+    assert producer._read_batch(0.5) == [3, 4]
+    consumer.calls.clear()
+    assert producer._read_batch(0.05) == []
+    assert consumer.calls == [("poll", 0.05)]
+
+
+def _valid(partition: int, offset: int) -> tuple[EventRecord, EventBrokerPayload]:
+    return (
+        EventRecord("t", partition, offset, 1, "valid", {}, size=10),
+        EventBrokerPayload("t", partition, offset),
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_partition_holds_its_messages_while_enough_batches_are_in_flight() -> None:
+    producer, _ = _broker_producer()
+    producer.max_in_flight = 2
+    producer._hold([_valid(0, 0)])
+    first = producer._release()  # idle: handed out at once
+    producer._hold([_valid(0, 1), _valid(1, 7)])
+    second = producer._release()  # partition 0 has one batch in flight, partition 1 none
+    assert [[r.offset for r in b.records] for b, _ in first + second] == [[0], [1], [7]]
+    producer._hold([_valid(0, 2)])
+    producer._hold([_valid(0, 3)])
+    assert producer._release() == []  # partition 0 is at its limit: held back
+    await producer.advance([Item(first[0][1], Outcome(acked=1))])  # type: ignore[list-item]
+    (third,) = producer._release()  # one stored: everything held leaves as one batch
+    assert [r.offset for r in third[0].records] == [2, 3]
+    assert producer._in_flight == {("t", 0): 2, ("t", 1): 1}
+
+
+def test_a_full_hold_is_handed_out_even_at_the_limit() -> None:
+    producer = KafkaEventStreamProducer(topics=["t"])
+    producer.max_in_flight, producer.max_batch = 1, 3
+    producer._in_flight[("t", 0)] = 1
+    producer._hold([_valid(0, i) for i in range(2)])
+    assert producer._release() == []
+    producer._hold([_valid(0, i) for i in range(2, 7)])
+    assert [[r.offset for r in b.records] for b, _ in producer._release()] == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+class FakeCounters:
+    def __init__(self, fail: bool = False) -> None:
+        self.added: list[tuple[str, int, int, int]] = []
+        self.fail = fail
+
+    def add(self, topic: str, *, consumed: int = 0, dlq: int = 0, duplicates: int = 0) -> None:
+        if self.fail:
+            raise ConnectionError("cassandra down")
+        self.added.append((topic, consumed, dlq, duplicates))
+
+
+@pytest.mark.asyncio
+async def test_event_flow_counts_are_written_in_batches_and_kept_when_the_write_fails() -> None:
+    producer = KafkaEventStreamProducer(topics=["a"])
+    producer._flow_counters = counters = FakeCounters()  # type: ignore[assignment]
+    producer._flow.add("a", consumed=3, duplicates=1)
+    producer._flow.add("a", consumed=2, dlq=1)
+    await producer._flush_flow()  # within the interval: nothing written yet
+    assert counters.added == []
+    await producer._flush_flow(force=True)
+    assert counters.added == [("a", 5, 1, 1)]
+    producer._flow.add("a", consumed=1)
+    producer._flow_counters = FakeCounters(fail=True)  # type: ignore[assignment]
+    await producer._flush_flow(force=True)
+    producer._flow_counters = counters  # type: ignore[assignment]
+    producer._flow.add("a", consumed=1)
+    await producer._flush_flow(force=True)
+    assert counters.added == [("a", 5, 1, 1), ("a", 2, 0, 0)]  # nothing lost to the failure
 
 
 def test_dlq_headers_carry_the_reason_and_the_origin() -> None:
@@ -232,20 +473,23 @@ class FakeProducer:
         return 0
 
 
-def test_dead_letters_go_to_each_topics_own_dlq() -> None:
+def test_dead_letters_go_to_each_topics_own_dlq(emitted: list[dict[str, Any]]) -> None:
     producer = KafkaEventStreamProducer(topics=["a", "b"])
     producer._dlq_producer = fake = FakeProducer()  # type: ignore[assignment]
     producer._send_to_dlq(
         "ignored", [EventBrokerPayload("a", 0, 1, b"1", reason="empty"), EventBrokerPayload("b", 0, 2, b"2")]
     )
     assert [(topic, value) for topic, value, _ in fake.sent] == [("a.dlq", b"1"), ("b.dlq", b"2")]
+    assert emitted == [{"topic": "a", "dlq": 1}, {"topic": "b", "dlq": 1}]
+    assert producer._flow.take() == {"a": [0, 1, 0], "b": [0, 1, 0]}
 
 
-def test_a_failed_dead_letter_raises_so_the_offset_is_not_committed() -> None:
+def test_a_failed_dead_letter_raises_so_the_offset_is_not_committed(emitted: list[dict[str, Any]]) -> None:
     producer = KafkaEventStreamProducer(topics=["a"])
     producer._dlq_producer = FakeProducer(fail=True)  # type: ignore[assignment]
     with pytest.raises(EventPublishError, match="broker down"):
         producer._send_to_dlq("ignored", [EventBrokerPayload("a", 0, 1, b"1", reason="empty")])
+    assert emitted == []  # not counted: it is not on the DLQ
 
 
 def test_an_unregistered_topic_fails_the_stream_before_consuming() -> None:
@@ -254,24 +498,21 @@ def test_an_unregistered_topic_fails_the_stream_before_consuming() -> None:
         producer._load_registry()
 
 
-def test_consumer_lag_is_reported_as_a_gauge(monkeypatch: pytest.MonkeyPatch) -> None:
-    gauges: list[tuple[str, float, dict[str, str]]] = []
-    monkeypatch.setattr(
-        "operators.triggers.kafka_events.Stats.gauge",
-        lambda name, value, tags=None: gauges.append((name, value, tags)),
-    )
-
+@pytest.mark.asyncio
+async def test_consumer_lag_is_reported_per_topic(emitted: list[dict[str, Any]]) -> None:
     class Consumer:
         def get_watermark_offsets(self, tp: Any, cached: bool) -> tuple[int, int]:
             assert cached
             return (0, 110)
 
-    producer = KafkaEventStreamProducer(topics=["t"])
+    producer = KafkaEventStreamProducer(topics=["support.tickets"], cassandra_conn_id=None)
     producer._consumer = Consumer()  # type: ignore[assignment]
-    producer._report_lag("t", 0, 99)
-    producer._report_lag("t", 0, 100)  # within the interval: recorded, not re-reported
-    assert producer.lag == {("t", 0): 9}
-    assert gauges == [("agentflow.kafka.consumer_lag", 10, {"topic": "t", "partition": "0"})]
+    ticket = json.dumps(TICKET).encode()
+    await producer._process_batch(
+        [FakeMessage(ticket, offset=98), FakeMessage(ticket, offset=99)], load_registry()
+    )  # type: ignore[list-item]
+    assert producer.lag == {("support.tickets", 2): 10}  # 110 - (99 + 1)
+    assert emitted == [{"topic": "support.tickets", "consumed": 2, "duplicates": 0, "lag": 10}]
 
 
 @pytest.mark.asyncio
