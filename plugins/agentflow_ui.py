@@ -398,21 +398,14 @@ def _dlq(
 
 
 def _duplicate_counters() -> tuple[Callable[[str, date], dict[str, int]] | None, str | None]:
-    """``EventFlowCounters(client).read`` when ``include.state.eventflow`` exists, with a note otherwise."""
-    try:
-        from include.state.eventflow import EventFlowCounters  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None, "n/a: duplicate counts need include.state.eventflow (event_flow counters), not installed"
+    """``EventFlowCounters(client).read`` on the Cassandra state, with a note on the embedded one."""
+    from include.state.eventflow import EventFlowCounters
     from operators.hooks.cassandra import CassandraHook, state_backend
 
     backend = state_backend(_setting("cassandra_conn_id", "cassandra_default"))
-    if isinstance(backend, CassandraHook):
-        counters = EventFlowCounters(backend.get_conn())
-    elif hasattr(backend, "event_flow"):
-        counters = backend.event_flow()
-    else:
-        return None, "n/a: the embedded state keeps no event-flow counters"
-    return counters.read, None
+    if not isinstance(backend, CassandraHook):
+        return None, "n/a: the embedded state keeps no event-flow counters (the watcher needs Cassandra)"
+    return EventFlowCounters(backend.get_conn()).read, None
 
 
 # -- the app ------------------------------------------------------------------------------
