@@ -21,13 +21,14 @@ EMBEDDED := AIRFLOW_HOME=$(STACK)/airflow-embedded AIRFLOW__CORE__DAGS_FOLDER=$(
 	$(DOTENV) -f $(ROOT)/config/airflow/embedded.env run --
 PYTEST_ARGS ?=
 
-.PHONY: help venv venv-dev demo test test-unit lint format up down status lock clean
+.PHONY: help venv venv-dev demo test test-unit lint format up down status lock models clean
 
 help:
 	@echo "make demo   run the flagship agent DAG (support_ticket_triage) with airflow dags test"
 	@echo "make test   lint, start Kafka/Cassandra/PostgreSQL/Redis, run unit+integration+e2e tests, stop"
 	@echo "make up     start the services and Airflow (CeleryExecutor) on this machine; make down stops all"
 	@echo "make lint   ruff check, ruff format --check, mypy"
+	@echo "make models export a small instruct LLM to OpenVINO IR (needs network; EXPORT_MODEL=...)"
 
 venv: $(STAMP)
 
@@ -43,8 +44,9 @@ $(STAMP): requirements.txt pyproject.toml
 
 # Plus the conversion extra (PyTorch: model conversion, the reference in tests and bench/),
 # for the tests and the full stack; the Docker image has the runtime lock only.
-$(DEV_STAMP): $(STAMP) requirements-convert.txt
+$(DEV_STAMP): $(STAMP) requirements-convert.txt requirements-export.txt
 	$(VENV)/bin/uv pip install --python $(PY) --no-deps -r requirements-convert.txt
+	$(VENV)/bin/uv pip install --python $(PY) --no-deps --target $(VENV)/export-overlay -r requirements-export.txt
 	touch $(DEV_STAMP)
 
 venv-dev: $(DEV_STAMP)
@@ -63,6 +65,14 @@ demo: venv-dev
 	@grep -E "Tool call|LLM run complete|Agent run|Decision|No kafka_default|DagRun Finished" $(STACK)/airflow-embedded/demo.log | sed -E 's/^[^ ]+ \[[a-z]+ *\] //; s/ \[(airflow|unusual_prefix)[^]]*\].*$$//' || true
 	@echo "== result"
 	@$(EMBEDDED) python -m operators.cli result support_ticket_triage triage.publish_reply
+
+# Export a small instruct LLM (EXPORT_TASK=rerank: a cross-encoder) to OpenVINO IR under the
+# model cache, and print its models.yaml entry and connection; needs the Hugging Face hub.
+EXPORT_MODEL ?= Qwen/Qwen2.5-0.5B-Instruct
+EXPORT_WEIGHTS ?= int4
+EXPORT_TASK ?= generate
+models: venv-dev
+	$(PY) -m include.inference.export_llm --model $(EXPORT_MODEL) --weight-format $(EXPORT_WEIGHTS) --task $(EXPORT_TASK)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -5,8 +5,12 @@ batching (length-sorted batches of ``--batch``) for every configuration:
 
 * PyTorch eager fp32 (the baseline) and PyTorch bf16 autocast (transformers AutoModel,
   mean pooling, L2 normalisation);
-* OpenVINO strict f32 and OpenVINO ``auto`` (bf16 on AMX) through our runtime;
-* OpenVINO INT8 is listed as not run: it needs NNCF (not in the lock).
+* OpenVINO strict f32 and OpenVINO ``auto`` (bf16 on AMX) through our runtime, with the
+  ``LATENCY`` hint (one stream, what the registry uses) and the ``THROUGHPUT`` hint (one
+  stream per CPU, batches in flight in parallel);
+* OpenVINO INT8 (NNCF) through the registry's ``precision: int8`` model, i.e. behind the
+  accuracy gate: used if it passed; if the gate rejected it, the INT8 IR is still measured
+  and listed as rejected (not used), with the gate's verdict.
 
 Task start: a fresh Python process to its first embedding, as an Airflow task process
 would see it: OpenVINO in-process (cached IR and compiled blob), OpenVINO through a warm
@@ -36,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from include.inference import get_model_spec  # noqa: E402
+from include.inference.registry import ModelSpec  # noqa: E402
 from include.inference.runtime import TextEncoder, load_encoder  # noqa: E402
 
 SUBJECTS = ["My order", "The parcel I bought last week", "My refund", "The invoice for March", "My account"]
@@ -184,7 +189,7 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=512)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument(
-        "--rounds", type=int, default=2, help="timed passes per config, round-robin; best kept"
+        "--rounds", type=int, default=3, help="timed passes per config, round-robin; best kept"
     )
     parser.add_argument("--no-append", action="store_true", help="print only, do not touch RESULTS.md")
     args = parser.parse_args()
@@ -193,19 +198,30 @@ def main() -> None:
 
     ov_f32 = load_encoder(get_model_spec("all-minilm-l6-v2-f32").model_copy(update={"max_batch": args.batch}))
     ov_auto = load_encoder(get_model_spec("all-minilm-l6-v2").model_copy(update={"max_batch": args.batch}))
+    ov_tput = load_encoder(
+        get_model_spec("all-minilm-l6-v2").model_copy(
+            update={"max_batch": args.batch, "performance_hint": "THROUGHPUT"}
+        )
+    )
     lengths = [len(ids or []) for ids in ov_f32.tokenize(texts)[0]]
     configs: list[tuple[str, Callable[[Sequence[str]], np.ndarray]]] = [
         ("PyTorch eager fp32 (baseline)", torch_embedder(args.batch, bf16=False)),
         ("PyTorch bf16 autocast", torch_embedder(args.batch, bf16=True)),
         ("OpenVINO strict f32", ov_f32.embed),
         (f"OpenVINO auto ({_precision(ov_auto)})", ov_auto.embed),
+        (f"OpenVINO auto ({_precision(ov_tput)}), THROUGHPUT hint", ov_tput.embed),
     ]
+    int8_row, int8_note = int8_config(get_model_spec("all-minilm-l6-v2-int8"), args.batch)
+    if int8_row is not None:
+        configs.append(int8_row)
     # Round-robin passes, best kept per configuration: a neighbour's burst on the shared
     # machine then penalises every configuration alike instead of whichever ran at the time.
     results: dict[str, tuple[float, np.ndarray]] = {}
+    passes: dict[str, list[float]] = {}
     for _ in range(args.rounds):
         for name, embed in configs:
             rate, out = timed(embed, texts)
+            passes.setdefault(name, []).append(rate)
             if name not in results or rate > results[name][0]:
                 results[name] = (rate, out)
             print(f"{name}: {rate:.0f} sentences/s", flush=True)
@@ -217,27 +233,36 @@ def main() -> None:
     starts = task_start(
         os.environ.get("AGENTFLOW_MODEL_CACHE") or str(Path("~/.cache/agentflow/models").expanduser())
     )
+    load_at_end = os.getloadavg()[0]
 
     lines = [
         "",
         f"## OpenVINO inference: all-MiniLM-L6-v2 ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
         "",
-        f"Command: `python bench/inference.py --sentences {args.sentences} --batch {args.batch}`",
+        f"Command: `python bench/inference.py --sentences {args.sentences} --batch {args.batch} "
+        f"--rounds {args.rounds}`",
         "",
         f"Machine: {platform.machine()}, {len(os.sched_getaffinity(0))} CPUs "
         f"({ov_f32.hardware.cpu_model if ov_f32.hardware else '?'}; flags "
         f"{' '.join(ov_f32.hardware.flags) if ov_f32.hardware else '?'}), "
         f"Python {platform.python_version()}. "
-        f"Load average at the start: {load_at_start:.2f} (above the CPU count means other work shared "
-        "the machine: compare ratios, not absolute numbers). "
+        f"Load average {load_at_start:.2f} at the start, {load_at_end:.2f} at the end (above the CPU "
+        "count means other work shared the machine: the ratios move with it; the best/worst pass "
+        "column shows how much). "
         f"Corpus: {args.sentences} support-style sentences of {min(lengths)}-{max(lengths)} tokens; every "
         f"configuration uses length-sorted batches of {args.batch}; {args.rounds} timed passes each after a "
         "warm-up, round-robin, best kept; batch-1 p50 over 50 single texts.",
         "",
-        "| configuration | sentences/s | vs PyTorch fp32 | batch-1 p50 ms | min cosine to PyTorch fp32 |",
-        "|---|---:|---:|---:|---:|",
-        *[f"| {n} | {r:,.0f} | {x:.2f}x | {p:.1f} | {c:.6f} |" for n, r, x, p, c in rows],
-        "| OpenVINO INT8 (NNCF) | not run | | | NNCF is not installed; an `int8` spec runs as `auto` |",
+        "| configuration | sentences/s | vs PyTorch fp32 | batch-1 p50 ms | min cosine to PyTorch fp32 "
+        "| best/worst pass |",
+        "|---|---:|---:|---:|---:|---:|",
+        *[
+            f"| {n} | {r:,.0f} | {x:.2f}x | {p:.1f} | {c:.6f} | {max(passes[n]) / min(passes[n]):.2f} |"
+            for n, r, x, p, c in rows
+        ],
+        *([] if int8_row is not None else ["| OpenVINO INT8 (NNCF) | not run | | | see below |"]),
+        "",
+        f"INT8: {int8_note}",
         "",
         "Task start: seconds from a fresh process's `import airflow.sdk` (paid by every Airflow task "
         "process anyway) to its first embedding, median of 3:",
@@ -247,11 +272,13 @@ def main() -> None:
         *[f"| {n} | {s:.2f} |" for n, s in starts],
         "",
     ]
-    best_ov = next(r for r in rows if r[0].startswith("OpenVINO auto"))
+    usable = [r for r in rows if r[0].startswith("OpenVINO") and "rejected" not in r[0] and r[4] >= 0.9999]
+    best_ov = max(usable or rows[2:], key=lambda r: r[2])
     goal = best_ov[2] >= 4 and best_ov[4] >= 0.9999
     lines.append(
         f"Goal (at least 4x PyTorch fp32 at cosine >= 0.9999): {'met' if goal else 'NOT met'} "
-        f"({best_ov[2]:.2f}x at min cosine {best_ov[4]:.6f}). Goal (warm task overhead at most 0.3 s): "
+        f"(best: {best_ov[0]}, {best_ov[2]:.2f}x at min cosine {best_ov[4]:.6f}). "
+        "Goal (warm task overhead at most 0.3 s): "
         f"{'met' if starts[0][1] <= 0.3 else 'NOT met'} ({starts[0][1]:.2f} s)."
     )
     text = "\n".join(lines) + "\n"
@@ -259,6 +286,43 @@ def main() -> None:
     if not args.no_append:
         with (ROOT / "bench" / "RESULTS.md").open("a") as fh:
             fh.write(text)
+
+
+def int8_config(
+    spec: ModelSpec, batch: int
+) -> tuple[tuple[str, Callable[[Sequence[str]], np.ndarray]] | None, str]:
+    """The INT8 row (behind the accuracy gate) and a sentence on the gate's verdict."""
+    import openvino as ov
+
+    from include.inference.convert import ensure_converted
+    from include.inference.hardware import detect_hardware
+    from include.inference.quantize import Int8Decision, decision_path
+    from include.inference.runtime import _async_runner, compile_properties
+
+    spec = spec.model_copy(update={"max_batch": batch})
+    encoder = load_encoder(spec)  # quantizes and gates once; the verdict is kept
+    converted = ensure_converted(spec)
+    path = decision_path(converted.folder, spec.gate_threshold)
+    if not path.is_file():
+        return (
+            None,
+            "not run: NNCF is not installed (the `convert` extra), so an `int8` model runs as `auto`.",
+        )
+    decision = Int8Decision.model_validate_json(path.read_text())
+    if decision.accepted:
+        return (f"OpenVINO INT8 ({_precision(encoder)}), passed the gate", encoder.embed), decision.reason
+    assert decision.xml is not None
+    props = compile_properties(spec, detect_hardware(spec.device), "auto")
+    compiled = ov.Core().compile_model(decision.xml, spec.device, props)
+    rejected = TextEncoder(
+        "int8-rejected",
+        converted.tokenizer,
+        _async_runner(compiled),
+        max_length=spec.max_length,
+        max_batch=batch,
+    )
+    note = f"{decision.reason}; the registry's `int8` model therefore runs as auto (bf16)."
+    return ("OpenVINO INT8 (NNCF), rejected by the gate: not used", rejected.embed), note
 
 
 def _precision(encoder: TextEncoder) -> str:

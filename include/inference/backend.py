@@ -51,7 +51,7 @@ class InferenceBackend(Protocol):
     def rerank(
         self, model: str, query: str, documents: Sequence[str], top_k: int | None = None
     ) -> list[RerankHit]:
-        """Documents by cosine to the query, best first."""
+        """Documents by relevance to the query, best first (cross-encoder or bi-encoder cosine)."""
         ...
 
     def hardware(self, model: str) -> HardwareInfo:
@@ -115,13 +115,19 @@ class LocalBackend:
     def rerank(
         self, model: str, query: str, documents: Sequence[str], top_k: int | None = None
     ) -> list[RerankHit]:
-        """See :meth:`InferenceBackend.rerank`; an invalid query or document is an error."""
+        """See :meth:`InferenceBackend.rerank`.
+
+        A ``task: rerank`` model is a cross-encoder (openvino-genai's ``TextRerankPipeline``);
+        any other is a bi-encoder (cosine of embeddings). An invalid query or document is an error.
+        """
+        if self.pool.spec(model).task == "rerank":
+            return self.pool.get_reranker(model).rerank(query, documents, top_k)
         vectors = self.embed(model, [query, *documents])
         return rerank(vectors[0], vectors[1:], top_k)
 
     def hardware(self, model: str) -> HardwareInfo:
         """See :meth:`InferenceBackend.hardware`."""
-        info = self.pool.get(model).hardware
+        info = self.pool.get_model(model).hardware
         if info is None:
             raise RuntimeError(f"model {model!r} reports no hardware")
         return info

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from include.inference.runtime import TextEncoder
 
 EmbedFn = Callable[[Sequence[str]], "NDArray[np.float32]"]
-_WORDS = [
+#: Common support words, one token each in a BERT vocabulary: the gate's probe texts are built from them.
+PROBE_WORDS = [
     "order",
     "refund",
     "shipping",
@@ -57,6 +58,7 @@ class GateResult(BaseModel):
     :param mean_cosine: the mean over probes.
     :param worst_length: the token length of the worst probe.
     :param failing_lengths: token lengths whose probe fell below ``threshold``.
+    :param cosines: token length -> that probe's cosine.
     """
 
     passed: bool
@@ -65,6 +67,7 @@ class GateResult(BaseModel):
     mean_cosine: float
     worst_length: int
     failing_lengths: list[int]
+    cosines: dict[int, float] = {}
 
 
 def length_probes(encoder: TextEncoder, lengths: Sequence[int]) -> dict[int, str]:
@@ -73,9 +76,9 @@ def length_probes(encoder: TextEncoder, lengths: Sequence[int]) -> dict[int, str
     Texts are built from words that are one token each, so every length from "one word plus
     the special tokens" up is reachable; shorter lengths are skipped.
     """
-    ids, _ = encoder.tokenize(list(_WORDS), truncate=True)
+    ids, _ = encoder.tokenize(list(PROBE_WORDS), truncate=True)
     overhead = min(len(seq or []) for seq in ids) - 1
-    singles = [w for w, seq in zip(_WORDS, ids, strict=True) if len(seq or []) == overhead + 1]
+    singles = [w for w, seq in zip(PROBE_WORDS, ids, strict=True) if len(seq or []) == overhead + 1]
     probes: dict[int, str] = {}
     for n in lengths:
         words = n - overhead
@@ -101,4 +104,5 @@ def accuracy_gate(
         mean_cosine=float(cos.mean()),
         worst_length=lengths[worst],
         failing_lengths=[n for n, c in zip(lengths, cos, strict=True) if c < threshold],
+        cosines={n: float(c) for n, c in zip(lengths, cos, strict=True)},
     )

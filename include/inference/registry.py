@@ -106,6 +106,8 @@ class ModelSpec(BaseModel):
     :param truncate: cut longer texts to ``max_length`` instead of refusing them.
     :param pooling: ``mean`` (over the attention mask) or ``cls``.
     :param normalize: L2-normalise the embeddings.
+    :param gate_threshold: for ``int8``: the cosine to the f32 model every probe of the accuracy
+        gate (one per token length 8..128) must reach for the INT8 model to be used.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -121,6 +123,7 @@ class ModelSpec(BaseModel):
     truncate: bool = False
     pooling: Literal["mean", "cls"] = "mean"
     normalize: bool = True
+    gate_threshold: float = Field(default=0.9999, gt=0, le=1)
 
 
 class ModelRegistry(BaseModel):

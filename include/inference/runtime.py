@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from include.errors import ConfigurationError
 from include.inference._errors import CorruptModelError, InvalidTextError
 from include.inference.convert import INPUT_NAMES, compiled_cache_dir, ensure_converted
 from include.inference.hardware import HardwareInfo, detect_hardware
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     import openvino as ov
     from numpy.typing import NDArray
     from tokenizers import Tokenizer
+
+    from include.inference.rerank import CrossEncoder
 
 log = logging.getLogger(__name__)
 
@@ -173,18 +176,31 @@ def _closed_runner(name: str) -> BatchRunner:
     return run
 
 
-def compile_properties(spec: ModelSpec, hardware: HardwareInfo) -> dict[str, Any]:
+def compile_properties(
+    spec: ModelSpec, hardware: HardwareInfo, precision: str | None = None, cache_root: Path | None = None
+) -> dict[str, Any]:
     """OpenVINO properties from the spec and the CPUs this process owns.
 
-    Strict ``f32`` pins ``INFERENCE_PRECISION_HINT=f32``; ``auto`` (and ``int8``, whose
-    quantized IR is not available, see :func:`effective_precision`) leaves OpenVINO's
+    Strict ``f32`` pins ``INFERENCE_PRECISION_HINT=f32``; ``auto`` (and ``int8``, whose INT8 IR,
+    when the accuracy gate accepted it, runs at OpenVINO's default too) leaves OpenVINO's
     default, which is bf16 on AMX CPUs and f32 elsewhere. On the CPU, threads come from
     ``os.sched_getaffinity`` (a ``cpuset``-pinned worker sees its own CPUs), with one stream
     for ``LATENCY`` and one stream per CPU for ``THROUGHPUT``.
+
+    OpenVINO's compiled-model cache (``CACHE_DIR``) gets one folder per precision policy:
+    OpenVINO 2026.4.1's cache key ignores ``INFERENCE_PRECISION_HINT``, so an IR compiled at
+    strict f32 and later at the default precision loads the f32 blob into a bf16 model, which
+    corrupts memory on the first inference (seen as a segfault or ``malloc(): invalid size``).
+
+    :param precision: ``auto`` or ``f32`` instead of the spec's (the accuracy gate compiles both).
+    :param cache_root: the model cache whose ``ov-compiled`` folder holds the blobs; none if ``None``.
     """
     props: dict[str, Any] = {"PERFORMANCE_HINT": spec.performance_hint}
-    if effective_precision(spec) == "f32":
+    policy = precision or effective_precision(spec)
+    if policy == "f32":
         props["INFERENCE_PRECISION_HINT"] = "f32"
+    if cache_root is not None:
+        props["CACHE_DIR"] = str(compiled_cache_dir(cache_root) / ("f32" if policy == "f32" else "auto"))
     if spec.device == "CPU":
         props["INFERENCE_NUM_THREADS"] = hardware.cpus
         props["ENABLE_CPU_PINNING"] = True
@@ -193,20 +209,12 @@ def compile_properties(spec: ModelSpec, hardware: HardwareInfo) -> dict[str, Any
 
 
 def effective_precision(spec: ModelSpec) -> str:
-    """The precision policy that is applied: ``int8`` falls back to ``auto`` (see below).
+    """The inference precision hint policy: ``int8`` runs at ``auto`` (its weights carry the INT8).
 
-    INT8 needs a quantized IR made by NNCF's post-training quantization and accepted by the
-    accuracy gate (:func:`include.inference.gate.accuracy_gate`); NNCF is not in this
-    project's lock, so an ``int8`` spec runs as ``auto`` and says so in the log.
+    Whether an ``int8`` spec gets its INT8 IR at all is the accuracy gate's call
+    (:func:`include.inference.quantize.ensure_int8`, in :func:`load_encoder`).
     """
-    if spec.precision == "int8":
-        log.warning(
-            "model %s: precision int8 needs an NNCF-quantized IR that passed the accuracy gate; "
-            "NNCF is not installed, running with precision auto",
-            spec.name,
-        )
-        return "auto"
-    return spec.precision
+    return "auto" if spec.precision == "int8" else spec.precision
 
 
 def _async_runner(compiled: ov.CompiledModel) -> BatchRunner:
@@ -233,6 +241,9 @@ def _async_runner(compiled: ov.CompiledModel) -> BatchRunner:
 def load_encoder(spec: ModelSpec, core: ov.Core | None = None) -> TextEncoder:
     """Convert (or find the cached IR) and compile the model once; a ready :class:`TextEncoder`.
 
+    A ``precision: int8`` spec runs its NNCF INT8 IR only if that passed the accuracy gate
+    (:mod:`include.inference.quantize`); otherwise it runs at ``auto`` and the log says why.
+
     :raises CorruptModelError: the cached IR cannot be read or compiled.
     :raises DeviceNotAvailableError: the spec's device is not present.
     """
@@ -242,27 +253,62 @@ def load_encoder(spec: ModelSpec, core: ov.Core | None = None) -> TextEncoder:
     converted = ensure_converted(spec)
     core = core or ov.Core()
     hardware = detect_hardware(spec.device, core)
-    core.set_property({"CACHE_DIR": str(compiled_cache_dir(converted.folder.parent))})
-    props = compile_properties(spec, hardware)
+
+    def build(xml: Path, precision: str, label: str | None = None) -> TextEncoder:
+        return _compile_encoder(spec, core, xml, converted.tokenizer, hardware.model_copy(), precision, label)
+
+    if spec.precision != "int8":
+        encoder = build(converted.xml, spec.precision)
+    else:
+        from include.inference.quantize import ensure_int8
+
+        decision = ensure_int8(spec, converted, build)
+        if decision.accepted and decision.xml:
+            log.info("model %s: running INT8: %s", spec.name, decision.reason)
+            encoder = build(Path(decision.xml), "auto", label="int8")
+        else:
+            log.warning("model %s: running precision auto instead of int8: %s", spec.name, decision.reason)
+            encoder = build(converted.xml, "auto")
+    log.info("model %s: ready in %.2f s", spec.name, time.monotonic() - started)
+    return encoder
+
+
+def _compile_encoder(
+    spec: ModelSpec,
+    core: ov.Core,
+    xml: Path,
+    tokenizer: Path,
+    hardware: HardwareInfo,
+    precision: str,
+    label: str | None = None,
+) -> TextEncoder:
+    props = compile_properties(spec, hardware, precision, cache_root=xml.parent.parent)
+    started = time.monotonic()
     try:
-        compiled = core.compile_model(str(converted.xml), spec.device, props)
+        compiled = core.compile_model(str(xml), spec.device, props)
     except RuntimeError as err:
         raise CorruptModelError(
-            f"model {spec.name!r}: cannot read or compile the IR at {converted.xml}: {err}. "
-            f"Delete {converted.folder} to convert it again."
+            f"model {spec.name!r}: cannot read or compile the IR at {xml}: {err}. "
+            f"Delete {xml.parent} to convert it again."
         ) from err
     missing = [n for n in INPUT_NAMES if n not in {name for p in compiled.inputs for name in p.get_names()}]
     if missing:
-        raise CorruptModelError(f"model {spec.name!r}: the IR at {converted.xml} lacks inputs {missing}")
+        raise CorruptModelError(f"model {spec.name!r}: the IR at {xml} lacks inputs {missing}")
     if spec.device in ("CPU", "GPU", "NPU"):
-        precision = compiled.get_property("INFERENCE_PRECISION_HINT")
-        hardware.precision = precision.to_string() if hasattr(precision, "to_string") else str(precision)
+        hint = compiled.get_property("INFERENCE_PRECISION_HINT")
+        hint_name = hint.to_string() if hasattr(hint, "to_string") else str(hint)
+        hardware.precision = f"{label}+{hint_name}" if label else hint_name
     log.info(
-        "model %s: compiled on %s in %.2f s (%s)", spec.name, spec.device, time.monotonic() - started, props
+        "model %s: compiled %s on %s in %.2f s (%s)",
+        spec.name,
+        xml.name,
+        spec.device,
+        time.monotonic() - started,
+        props,
     )
     return TextEncoder(
         spec.name,
-        converted.tokenizer,
+        tokenizer,
         _async_runner(compiled),
         max_length=spec.max_length,
         max_batch=spec.max_batch,
@@ -280,9 +326,14 @@ class Closeable(Protocol):
 class ModelPool:
     """Compiled models kept warm: an LRU bounded by count, with counters.
 
+    Embedding models (:class:`TextEncoder`) and cross-encoders (``task: rerank``,
+    :class:`~include.inference.rerank.CrossEncoder`) share the bound.
+
     :param max_models: how many compiled models to keep; the least recently used is closed.
-    :param loader: builds a model from its spec (default :func:`load_encoder`).
+    :param loader: builds an embedding model from its spec (default :func:`load_encoder`).
     :param registry_path: the ``models.yaml`` to resolve names in (default: the configured one).
+    :param reranker_loader: builds a cross-encoder from its spec (default
+        :func:`~include.inference.rerank.load_cross_encoder`).
     """
 
     def __init__(
@@ -290,25 +341,60 @@ class ModelPool:
         max_models: int = 2,
         loader: Callable[[ModelSpec], TextEncoder] | None = None,
         registry_path: str | Path | None = None,
+        reranker_loader: Callable[[ModelSpec], CrossEncoder] | None = None,
     ) -> None:
         if max_models < 1:
             raise ValueError(f"max_models must be at least 1, not {max_models}")
         self.max_models = max_models
         self._loader = loader or load_encoder
+        self._reranker_loader = reranker_loader
         self._registry_path = registry_path
-        self._models: OrderedDict[str, TextEncoder] = OrderedDict()
+        self._models: OrderedDict[str, TextEncoder | CrossEncoder] = OrderedDict()
         self._lock = threading.Lock()
         self._closed = False
         self.loads = 0
         self.hits = 0
         self.evictions = 0
 
-    def get(self, name: str) -> TextEncoder:
-        """The warm model ``name``, loading (and maybe evicting another) on a miss.
+    def spec(self, name: str) -> ModelSpec:
+        """The registry spec of ``name``.
 
         :raises UnknownModelError: ``name`` is not in the registry.
         """
-        spec = get_model_spec(name, self._registry_path)
+        return get_model_spec(name, self._registry_path)
+
+    def get(self, name: str) -> TextEncoder:
+        """The warm embedding model ``name``, loading (and maybe evicting another) on a miss.
+
+        :raises UnknownModelError: ``name`` is not in the registry.
+        :raises ConfigurationError: ``name`` is a cross-encoder, which cannot embed.
+        """
+        model = self.get_model(name)
+        if not isinstance(model, TextEncoder):
+            raise ConfigurationError(
+                f"model {name!r} is a cross-encoder (task rerank); it scores pairs and cannot embed"
+            )
+        return model
+
+    def get_reranker(self, name: str) -> CrossEncoder:
+        """The warm cross-encoder ``name`` (a ``task: rerank`` model).
+
+        :raises UnknownModelError: ``name`` is not in the registry.
+        :raises ConfigurationError: ``name`` is not a ``rerank`` model.
+        """
+        model = self.get_model(name)
+        if isinstance(model, TextEncoder):
+            raise ConfigurationError(
+                f"model {name!r} is an embedding model, not a cross-encoder (task rerank)"
+            )
+        return model
+
+    def get_model(self, name: str) -> TextEncoder | CrossEncoder:
+        """The warm model ``name`` of either kind, loading (and maybe evicting another) on a miss.
+
+        :raises UnknownModelError: ``name`` is not in the registry.
+        """
+        spec = self.spec(name)
         key = f"{name}:{spec.model_dump_json()}"
         with self._lock:
             if self._closed:
@@ -318,7 +404,14 @@ class ModelPool:
                 self._models.move_to_end(key)
                 self.hits += 1
                 return model
-            model = self._loader(spec)
+            if spec.task == "rerank":
+                if self._reranker_loader is None:
+                    from include.inference.rerank import load_cross_encoder
+
+                    self._reranker_loader = load_cross_encoder
+                model = self._reranker_loader(spec)
+            else:
+                model = self._loader(spec)
             self.loads += 1
             self._models[key] = model
             while len(self._models) > self.max_models:

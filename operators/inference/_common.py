@@ -121,3 +121,45 @@ def report_hardware(
     )
     check_hardware(info, policy)
     return info
+
+
+#: Texts per call to the backend in long embedding jobs; the task logs its progress after each.
+PROGRESS_CHUNK = 512
+
+
+def embed_with_progress(
+    backend: Any,
+    model: str,
+    texts: Sequence[str],
+    truncate: bool | None,
+    log: Any,
+    *,
+    chunk: int = PROGRESS_CHUNK,
+) -> list[list[float] | None]:
+    """Embed ``texts`` in chunks of ``chunk``, logging ``embedded k/N texts`` after each chunk.
+
+    :raises InvalidTextError: naming every bad index (input positions), with the valid rows
+        in ``results``, as one ``embed_rows`` call would.
+    """
+    from include.inference import InvalidTextError
+
+    rows: list[list[float] | None] = []
+    errors: dict[int, str] = {}
+    total = len(texts)
+    for start in range(0, total, chunk):
+        part = list(texts[start : start + chunk])
+        try:
+            rows.extend(backend.embed_rows(model, part, truncate))
+        except InvalidTextError as err:
+            errors.update({start + index: reason for index, reason in err.errors.items()})
+            rows.extend(err.results or [None] * len(part))  # type: ignore[arg-type]
+        if total > chunk:
+            log.info(
+                "embedded %d/%d texts (%d%%)",
+                min(start + chunk, total),
+                total,
+                100 * min(start + chunk, total) // total,
+            )
+    if errors:
+        raise InvalidTextError(model, errors, list(rows))
+    return rows

@@ -17,6 +17,7 @@ from operators.inference._common import (
     TEXTS_METRIC,
     InferenceDefaultsMixin,
     coerce_texts,
+    embed_with_progress,
     inference_defaults,
     report_hardware,
 )
@@ -117,7 +118,7 @@ class OpenVINOEmbedOperator(InferenceDefaultsMixin, BaseOperator):
         invalid: dict[int, str] = {}
         rows: list[list[float] | None]
         try:
-            rows = list(backend.embed_rows(self.model, texts, self.truncate))
+            rows = embed_with_progress(backend, self.model, texts, self.truncate, self.log)
         except InvalidTextError as err:
             if self.on_invalid == "fail":
                 raise

@@ -1,4 +1,4 @@
-"""Rerank documents for a query with a bi-encoder (cosine of embeddings), on the Intel worker pool."""
+"""Rerank documents for a query (bi-encoder cosine, or a cross-encoder), on the Intel worker pool."""
 
 from __future__ import annotations
 
@@ -22,15 +22,17 @@ if TYPE_CHECKING:
 
 
 class OpenVINORerankOperator(InferenceDefaultsMixin, BaseOperator):
-    """Order documents by cosine similarity to the query (bi-encoder), best first.
+    """Order documents by relevance to the query, best first.
 
-    Returns ``[{"index", "score", "document"}]`` for the ``top_k`` best documents. A
-    cross-encoder (openvino-genai's ``TextRerankPipeline``) is not wired in: no cross-encoder
-    weights are available offline here.
+    With an embedding model (the default) the score is the cosine between the query's and the
+    document's embeddings (bi-encoder). With a ``task: rerank`` model (a cross-encoder exported
+    to OpenVINO, e.g. by ``make models``) each (query, document) pair is scored jointly by
+    openvino-genai's ``TextRerankPipeline``. Returns ``[{"index", "score", "document"}]`` for
+    the ``top_k`` best documents.
 
     :param query: the query text.
     :param documents: the candidates: a list, an XCom reference, or a template rendering to a JSON list.
-    :param model: an embedding model from ``config/models.yaml``.
+    :param model: an ``embed`` (bi-encoder) or ``rerank`` (cross-encoder) model from ``config/models.yaml``.
     :param top_k: how many to return; all if ``None``.
     :param socket_path: the inference server's socket; ``AGENTFLOW_INFERENCE_SOCKET`` if ``None``.
     :param hardware_policy: ``fail`` or ``warn`` on a non-Intel CPU; the environment's if ``None``.

@@ -9,6 +9,7 @@ from airflow.sdk import BaseOperator
 from operators.inference._common import (
     DEFAULT_MODEL,
     InferenceDefaultsMixin,
+    embed_with_progress,
     inference_defaults,
 )
 
@@ -78,7 +79,11 @@ class KnowledgeIngestOperator(InferenceDefaultsMixin, BaseOperator):
         self.log.info("ingesting %d documents as %d chunks with %s", len(documents), len(pieces), self.model)
         from include.inference.backend import get_backend
 
-        vectors = get_backend(self.socket_path).embed_rows(self.model, [text for _, _, text in pieces])
+        rows = embed_with_progress(
+            get_backend(self.socket_path), self.model, [text for _, _, text in pieces], None, self.log
+        )
+        # A bad chunk raised above (naming it), so every row is present.
+        vectors = [row for row in rows if row is not None]
         chunks = [
             KnowledgeChunk(
                 content=text,

