@@ -111,6 +111,7 @@ class AgentflowAgentOperator(AgentOperator):
         # Per try, set in _prepare (execute, or the resume after a tool approval).
         self._recorder = RunRecorder()
         self._state: CassandraHook | EmbeddedState | None = None
+        self._guard: Guardrails | None = None
         self._history: list[ModelMessage] | None = None
         self._started_at = datetime.now(UTC)
         self._started = time.monotonic()
@@ -129,6 +130,8 @@ class AgentflowAgentOperator(AgentOperator):
             except BaseException as err:
                 self._finish_failed(context, err)
                 raise
+            finally:
+                self._close_state()
 
     def _log_context(self, context: Context) -> Any:
         """Every log record of the run (ours, common.ai's, pydantic-ai's) carries the run's ids."""
@@ -174,6 +177,13 @@ class AgentflowAgentOperator(AgentOperator):
         except BaseException as err:
             self._finish_failed(context, err)
             raise
+        finally:
+            self._close_state()
+
+    def _close_state(self) -> None:
+        if self._state is not None:
+            self._state.close()
+            self._state = None
 
     def _prepare(self, context: Context, *, check_prompt: bool = True) -> None:
         from operators.hooks.cassandra import state_backend
@@ -183,7 +193,7 @@ class AgentflowAgentOperator(AgentOperator):
         self._started = time.monotonic()
         self._finished = False
         self._state = state_backend(self.cassandra_conn_id)
-        guardrails = self._guardrails()
+        self._guard = guardrails = self._load_guardrails()
 
         if guardrails is not None and check_prompt and isinstance(self.prompt, str):
             from airflow.sdk.exceptions import AirflowFailException
@@ -235,7 +245,7 @@ class AgentflowAgentOperator(AgentOperator):
         capabilities.append(AuditCapability(recorder=self._recorder))
         self.capabilities = capabilities
 
-    def _guardrails(self) -> Guardrails | None:
+    def _load_guardrails(self) -> Guardrails | None:
         if self.guardrails is False:
             return None
         from include.guardrails import GuardrailPolicy, Guardrails
@@ -316,7 +326,7 @@ class AgentflowAgentOperator(AgentOperator):
         return output
 
     def _redact_output(self, output: Any) -> Any:
-        guardrails = self._guardrails()
+        guardrails = self._guard
         if guardrails is None:
             return output
         from operators.agents.capabilities import _redact_json
@@ -416,7 +426,7 @@ class AgentflowAgentOperator(AgentOperator):
         from pydantic_ai.messages import ModelMessagesTypeAdapter
 
         transcript = ModelMessagesTypeAdapter.dump_python(result.all_messages(), mode="json")
-        guardrails = self._guardrails()
+        guardrails = self._guard
         if guardrails is None:
             return transcript
         from operators.agents.capabilities import _redact_json
