@@ -89,6 +89,15 @@ class EventLedgerProtocol(Protocol):
         ``topic``, ``partition``, ``offset``)."""
         ...
 
+    def get(self, event_id: str) -> Any:
+        """The entry of a claimed key, or ``None``."""
+        ...
+
+
+def _dlq_key(payload: Any) -> str:
+    """The ledger key recording that one Kafka message was dead-lettered."""
+    return f"dlq/{payload.topic}/{payload.partition}/{payload.offset}"
+
 
 def _is_duplicate(holder: Any, topic: str, partition: int, offset: int) -> bool:
     """Whether a refused claim belongs to another message.
@@ -582,6 +591,19 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
 
         :raises EventPublishError: a message was not delivered (the batch is then redelivered).
         """
+        ledger = self._ledger
+        if ledger is not None:
+            # A message redelivered after a crash or a held commit was dead-lettered already:
+            # the ledger remembers each one sent (recorded after delivery, so none is lost).
+            fresh = [p for p in payloads if ledger.get(_dlq_key(p)) is None]
+            if len(fresh) < len(payloads):
+                log.info(
+                    "%d redelivered message(s) were dead-lettered already; not again",
+                    len(payloads) - len(fresh),
+                )
+            payloads = fresh
+            if not payloads:
+                return
         if self._dlq_producer is None:
             self._dlq_producer = KafkaProducerHook(kafka_config_id=self.kafka_config_id).get_producer()
         producer = self._dlq_producer
@@ -605,6 +627,10 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
                 f"dead-lettering {len(payloads)} message(s) failed ({remaining} undelivered): "
                 + "; ".join(failures[:5])
             )
+        if ledger is not None:
+            from include.state.ledger import ClaimRequest
+
+            ledger.claim_batch([ClaimRequest(_dlq_key(p), p.topic, p.partition, p.offset) for p in payloads])
         from operators.metrics import events
 
         dead: dict[str, int] = {}

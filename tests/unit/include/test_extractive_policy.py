@@ -40,3 +40,33 @@ def test_no_passages_gives_a_holding_reply() -> None:
     assert result["sources"] == []
     assert NO_LLM_NOTICE in result["reply"]
     TriageResult.model_validate(result)
+
+
+def test_the_classifiers_category_hint_wins_over_the_passage_vote() -> None:
+    from include.policies.extractive import extractive_triage, split_category_hint
+
+    query, hint, score = split_category_hint(
+        "Category: Shipping (classifier score 0.71)\nSubject: late parcel"
+    )
+    assert (query, hint, score) == ("Subject: late parcel", "shipping", 0.71)
+    assert split_category_hint("no hint here") == ("no hint here", None, None)
+    assert split_category_hint("Category: weather")[1] is None  # not a category we know
+    passages = [
+        {
+            "doc_id": "a",
+            "title": "Refunds",
+            "category": "billing",
+            "text": "Refunds take 5 days.",
+            "score": 0.9,
+        },
+        {
+            "doc_id": "b",
+            "title": "Delays",
+            "category": "shipping",
+            "text": "Parcels can be late.",
+            "score": 0.2,
+        },
+    ]
+    result = extractive_triage(passages, category_hint="shipping", hint_score=0.71)
+    assert (result["category"], result["confidence"]) == ("shipping", 0.71)
+    assert '"Delays"' in result["reply"]  # the best passage of the hinted category is quoted

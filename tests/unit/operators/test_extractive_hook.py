@@ -43,7 +43,16 @@ def test_agent_searches_then_answers_with_structured_output(hook: ExtractivePoli
 def test_agent_without_the_search_tool_answers_in_text(hook: ExtractivePolicyHook) -> None:
     run = Agent(hook.get_conn()).run_sync("Where is my parcel?")
     assert NO_LLM_NOTICE in run.output
-    assert "A member of our support team" in run.output
+    assert run.output.startswith("The knowledge base has nothing on this.")
+
+
+def test_a_text_agent_quotes_the_passages_it_found(hook: ExtractivePolicyHook) -> None:
+    from operators.toolsets import knowledge_toolset
+
+    run = Agent(hook.get_conn(), toolsets=[knowledge_toolset()]).run_sync("How long do refunds take?")
+    assert NO_LLM_NOTICE in run.output
+    assert run.output.startswith('From "')
+    assert "(kb-refund-policy)" in run.output
 
 
 def test_model_is_built_once_per_hook(hook: ExtractivePolicyHook) -> None:

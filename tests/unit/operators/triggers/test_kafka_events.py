@@ -282,6 +282,9 @@ class FakeLedger:
                 out.append(None)
         return out
 
+    def get(self, event_id: str) -> Any:
+        return self.claims.get(event_id)
+
 
 @pytest.fixture
 def emitted(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
@@ -521,3 +524,17 @@ async def test_cleanup_is_idempotent() -> None:
     await trigger.cleanup()
     await trigger.cleanup()
     await KafkaEventTrigger(topics=["t"]).cleanup()
+
+
+def test_a_redelivered_message_is_dead_lettered_once(emitted: list[dict[str, Any]]) -> None:
+    producer = KafkaEventStreamProducer(topics=["a"])
+    producer._dlq_producer = fake = FakeProducer()  # type: ignore[assignment]
+    producer._ledger = ledger = FakeLedger()
+    dead = [
+        EventBrokerPayload("a", 0, 7, b"x", reason="not_json"),
+        EventBrokerPayload("a", 0, 8, b"y", reason="empty"),
+    ]
+    producer._send_to_dlq("a", dead)
+    producer._send_to_dlq("a", [dead[1], EventBrokerPayload("a", 0, 9, b"z", reason="empty")])
+    assert [value for _, value, _ in fake.sent] == [b"x", b"y", b"z"]
+    assert set(ledger.claims) == {"dlq/a/0/7", "dlq/a/0/8", "dlq/a/0/9"}
