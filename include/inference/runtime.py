@@ -49,6 +49,10 @@ Batch = dict[str, "NDArray[np.int64]"]
 BatchRunner = Callable[[list[Batch]], list["NDArray[np.float32]"]]
 
 
+#: Batch widths are rounded up to a multiple of this many tokens (see ``TextEncoder.batches``).
+PAD_MULTIPLE = 16
+
+
 def load_tokenizer(path: Path, truncate_to: int | None = None) -> Tokenizer:
     """A ``tokenizers`` tokenizer from ``tokenizer.json``, without its own padding.
 
@@ -75,6 +79,7 @@ class TextEncoder:
     :param max_batch: texts per batch.
     :param truncate: default for cutting over-long texts instead of refusing them.
     :param hardware: what the model runs on, if known.
+    :param pad_multiple: round batch widths up to a multiple of this many tokens (masked).
     """
 
     def __init__(
@@ -87,8 +92,12 @@ class TextEncoder:
         max_batch: int,
         truncate: bool = False,
         hardware: HardwareInfo | None = None,
+        pad_multiple: int = 1,
     ) -> None:
+        if pad_multiple < 1:
+            raise ValueError(f"pad_multiple must be at least 1, got {pad_multiple}")
         self.name = name
+        self.pad_multiple = pad_multiple
         self.max_length = max_length
         self.max_batch = max_batch
         self.truncate = truncate
@@ -125,12 +134,19 @@ class TextEncoder:
         return ids, errors
 
     def batches(self, ids: Sequence[list[int] | None]) -> tuple[list[list[int]], list[Batch]]:
-        """Length-sorted batches of the valid texts: the input indices of each batch, and its arrays."""
+        """Length-sorted batches of the valid texts: the input indices of each batch, and its arrays.
+
+        With ``pad_multiple`` > 1 a batch's width is its longest text rounded up to a multiple
+        of it (masked padding, so the embeddings do not change): on AMX CPUs the attention
+        matmuls then run on whole tiles, about 10% more sentences/s (``bench/inference.py``).
+        """
         order = sorted((i for i, seq in enumerate(ids) if seq is not None), key=lambda i: len(ids[i] or ()))
         groups = [order[k : k + self.max_batch] for k in range(0, len(order), self.max_batch)]
         arrays: list[Batch] = []
         for group in groups:
-            width = max(len(ids[i] or ()) for i in group)
+            longest = max(len(ids[i] or ()) for i in group)
+            padded = -(-longest // self.pad_multiple) * self.pad_multiple
+            width = max(longest, min(padded, self.max_length))
             input_ids = np.zeros((len(group), width), dtype=np.int64)
             mask = np.zeros((len(group), width), dtype=np.int64)
             for row, i in enumerate(group):
@@ -254,11 +270,14 @@ def load_encoder(spec: ModelSpec, core: ov.Core | None = None) -> TextEncoder:
     core = core or ov.Core()
     hardware = detect_hardware(spec.device, core)
 
-    def build(xml: Path, precision: str, label: str | None = None) -> TextEncoder:
-        return _compile_encoder(spec, core, xml, converted.tokenizer, hardware.model_copy(), precision, label)
+    def build(xml: Path, precision: str, label: str | None = None, pad: int = 1) -> TextEncoder:
+        return _compile_encoder(
+            spec, core, xml, converted.tokenizer, hardware.model_copy(), precision, label, pad
+        )
 
+    # INT8 models keep exact widths: the accuracy gate judged them width by width.
     if spec.precision != "int8":
-        encoder = build(converted.xml, spec.precision)
+        encoder = build(converted.xml, spec.precision, pad=PAD_MULTIPLE)
     else:
         from include.inference.quantize import ensure_int8
 
@@ -268,7 +287,7 @@ def load_encoder(spec: ModelSpec, core: ov.Core | None = None) -> TextEncoder:
             encoder = build(Path(decision.xml), "auto", label="int8")
         else:
             log.warning("model %s: running precision auto instead of int8: %s", spec.name, decision.reason)
-            encoder = build(converted.xml, "auto")
+            encoder = build(converted.xml, "auto", pad=PAD_MULTIPLE)
     log.info("model %s: ready in %.2f s", spec.name, time.monotonic() - started)
     return encoder
 
@@ -281,6 +300,7 @@ def _compile_encoder(
     hardware: HardwareInfo,
     precision: str,
     label: str | None = None,
+    pad_multiple: int = 1,
 ) -> TextEncoder:
     props = compile_properties(spec, hardware, precision, cache_root=xml.parent.parent)
     started = time.monotonic()
@@ -314,6 +334,7 @@ def _compile_encoder(
         max_batch=spec.max_batch,
         truncate=spec.truncate,
         hardware=hardware,
+        pad_multiple=pad_multiple,
     )
 
 

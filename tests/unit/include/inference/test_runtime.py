@@ -14,6 +14,7 @@ from include.inference import InvalidTextError, UnknownModelError
 from include.inference.hardware import HardwareInfo
 from include.inference.registry import ModelSpec
 from include.inference.runtime import ModelPool, TextEncoder, compile_properties
+from tests.unit.include.inference.conftest import TOKENIZER
 
 TEXTS = [
     "a fairly long sentence about a refund that never arrived",
@@ -181,3 +182,21 @@ def test_the_pool_refuses_unknown_models_without_loading(
     assert pool.loads == 0
     with pytest.raises(ValueError, match="at least 1"):
         ModelPool(max_models=0)
+
+
+def test_padded_batches_round_widths_up_and_mask_the_padding() -> None:
+    from include.inference.runtime import TextEncoder
+
+    def never(arrays: Any) -> Any:
+        raise AssertionError("not run")
+
+    encoder = TextEncoder("fake", TOKENIZER, never, max_length=20, max_batch=4, pad_multiple=16)
+    groups, arrays = encoder.batches([[1, 2, 3], [4, 5, 6, 7, 8], None])
+    assert groups == [[0, 1]]
+    assert arrays[0]["input_ids"].shape == (2, 16)
+    assert arrays[0]["attention_mask"].sum(axis=1).tolist() == [3, 5]
+    # Never wider than max_length: 17 tokens round to 32, capped at 20.
+    _, [wide] = encoder.batches([list(range(1, 18))])
+    assert wide["input_ids"].shape == (1, 20)
+    with pytest.raises(ValueError, match="pad_multiple"):
+        TextEncoder("fake", TOKENIZER, never, max_length=20, max_batch=4, pad_multiple=0)
