@@ -740,6 +740,24 @@ def render_template(path: Path, values: Mapping[str, object]) -> str:
         raise LauncherError(f"template {path}: {exc}") from exc
 
 
+def apt_install(packages: Sequence[str], *, why: str) -> None:
+    """Install Debian ``packages`` with apt-get (root only).
+
+    :param why: the start of the error when they cannot be installed here, e.g. "missing Debian packages".
+    :raises LauncherError: not root or no apt-get (the message says what to run), or apt-get failed.
+    """
+    names = " ".join(packages)
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise LauncherError(f"{why} {names}; run: sudo apt-get install -y {names}")
+    log.info("installing %s with apt-get", names)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", *packages]):
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+        if proc.returncode != 0:
+            tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
+            raise LauncherError(f"{' '.join(argv)} failed: {' | '.join(tail)}")
+
+
 def parse_selection(names: Sequence[str], with_airflow: bool) -> tuple[list[str], list[str]]:
     """Return ``(services, airflow processes)`` selected on the command line.
 
@@ -933,20 +951,7 @@ class Launcher:
             needed.append("redis-server")
         if not needed:
             return
-        if os.geteuid() != 0 or not shutil.which("apt-get"):
-            raise LauncherError(
-                f"missing Debian packages {' '.join(needed)}; run: sudo apt-get install -y {' '.join(needed)}"
-            )
-        log.info("installing %s with apt-get", " ".join(needed))
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for argv in (
-            ["apt-get", "update"],
-            ["apt-get", "install", "-y", "--no-install-recommends", *needed],
-        ):
-            proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-            if proc.returncode != 0:
-                tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
-                raise LauncherError(f"{' '.join(argv)} failed: {' | '.join(tail)}")
+        apt_install(needed, why="missing Debian packages")
         if "redis-server" in needed:
             # The package may start the distro's own Redis service on 6379: we run our own.
             self._stop_distro_service("redis-server", 6379)
@@ -961,24 +966,12 @@ class Launcher:
         chromium, driver = browser_paths()
         if chromium and driver:
             return chromium, driver
-        needed = " ".join(BROWSER_PACKAGES)
-        if os.geteuid() != 0 or not shutil.which("apt-get"):
-            raise LauncherError(
-                f"the browser test needs Debian's {needed}; run: sudo apt-get install -y {needed}"
-            )
-        log.info("installing %s with apt-get", needed)
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for argv in (
-            ["apt-get", "update"],
-            ["apt-get", "install", "-y", "--no-install-recommends", *BROWSER_PACKAGES],
-        ):
-            proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-            if proc.returncode != 0:
-                tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
-                raise LauncherError(f"{' '.join(argv)} failed: {' | '.join(tail)}")
+        apt_install(list(BROWSER_PACKAGES), why="the browser test needs Debian's")
         chromium, driver = browser_paths()
         if not (chromium and driver):
-            raise LauncherError(f"apt-get installed {needed} but chromium/chromedriver are not on PATH")
+            raise LauncherError(
+                f"apt-get installed {' '.join(BROWSER_PACKAGES)} but chromium/chromedriver are not on PATH"
+            )
         return chromium, driver
 
     def _stop_distro_service(self, service: str, port: int) -> None:
