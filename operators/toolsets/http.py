@@ -32,6 +32,7 @@ class HttpToolset(FunctionToolset[Any]):
         self.http_conn_id = http_conn_id
         self.policy_path = policy_path
         self.timeout_s = timeout_s
+        self._guardrails: Any = None  # loaded on the first call, then kept for the run
 
     def http_get(self, url: str) -> dict[str, Any]:
         """Fetch a web page or API resource from an allowed domain; return its status and text.
@@ -45,8 +46,10 @@ class HttpToolset(FunctionToolset[Any]):
 
         from include.guardrails import GuardrailPolicy, Guardrails, GuardrailViolation
 
+        if self._guardrails is None:
+            self._guardrails = Guardrails(GuardrailPolicy.load(self.policy_path))
         try:
-            Guardrails(GuardrailPolicy.load(self.policy_path)).check_url(url)
+            self._guardrails.check_url(url)
         except GuardrailViolation as err:
             raise ModelRetry(f"refused: {err}") from err
         headers, auth = self._credentials(urlsplit(url).hostname or "")
