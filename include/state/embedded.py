@@ -726,11 +726,11 @@ class EmbeddedKnowledgeStore:
             conn.execute("DELETE FROM knowledge_chunks WHERE content_hash = ?", (key,))
 
 
-class EmbeddedAuditTrail:
-    """``AuditTrail`` in SQLite: append-only records per DAG and UTC day, newest first.
+class _AuditLivedStore:
+    """What the audit trail and the agent-run store share: the state, their TTL and the clock.
 
     :param state: the embedded state (its settings give the TTL and size limit).
-    :param ttl_s: how long records live; default ``settings.audit_ttl_s``.
+    :param ttl_s: how long rows live; default ``settings.audit_ttl_s``.
     :param clock: returns the current UNIX time (tests pass their own).
     """
 
@@ -742,6 +742,15 @@ class EmbeddedAuditTrail:
         if self.ttl_s < 1:
             raise ValueError(f"ttl_s must be at least 1 second, got {self.ttl_s}")
         self.clock = clock
+
+
+class EmbeddedAuditTrail(_AuditLivedStore):
+    """``AuditTrail`` in SQLite: append-only records per DAG and UTC day, newest first.
+
+    :param state: the embedded state (its settings give the TTL and size limit).
+    :param ttl_s: how long records live; default ``settings.audit_ttl_s``.
+    :param clock: returns the current UNIX time (tests pass their own).
+    """
 
     def record(
         self,
@@ -871,7 +880,7 @@ _AGENT_RUNS_SCHEMA = (
 )
 
 
-class EmbeddedAgentRunStore:
+class EmbeddedAgentRunStore(_AuditLivedStore):
     """``AgentRunStore`` in SQLite: one row per agent task try, living ``ttl_s``.
 
     Same contract as the Cassandra store: a transcript over ``max_value_bytes`` is stored
@@ -881,15 +890,6 @@ class EmbeddedAgentRunStore:
     :param ttl_s: how long runs live; default ``settings.audit_ttl_s``.
     :param clock: returns the current UNIX time (tests pass their own).
     """
-
-    def __init__(
-        self, state: EmbeddedState, *, ttl_s: int | None = None, clock: Callable[[], float] = time.time
-    ) -> None:
-        self.state = state
-        self.ttl_s = int(ttl_s if ttl_s is not None else state.settings.audit_ttl_s)
-        if self.ttl_s < 1:
-            raise ValueError(f"ttl_s must be at least 1 second, got {self.ttl_s}")
-        self.clock = clock
 
     @contextmanager
     def _connect(self, *, write: bool = False) -> Iterator[sqlite3.Connection]:
@@ -940,13 +940,9 @@ class EmbeddedAgentRunStore:
         :param limit: the most runs (1 to ``MAX_LIST``).
         :raises ValueError: a limit out of range or an empty ``dag_id``.
         """
-        from include.state.runs import MAX_LIST, AgentRunSummary, as_day
+        from include.state.runs import AgentRunSummary, check_listing
 
-        day = as_day(day)
-        if dag_id is not None:
-            check_key(dag_id, what="dag_id", max_len=250)
-        if not 1 <= int(limit) <= MAX_LIST:
-            raise ValueError(f"limit must be 1 to {MAX_LIST}, got {limit}")
+        day = check_listing(day, dag_id, limit)
         sql = "SELECT summary FROM agent_runs WHERE day = ? AND expires_at > ?"
         params: list[object] = [day.isoformat(), self.clock()]
         if dag_id is not None:

@@ -237,11 +237,7 @@ class AgentRunStore:
         :param limit: the most runs (1 to ``MAX_LIST``).
         :raises ValueError: a limit out of range or an empty ``dag_id``.
         """
-        day = as_day(day)
-        if dag_id is not None:
-            check_key(dag_id, what="dag_id", max_len=250)
-        if not 1 <= int(limit) <= MAX_LIST:
-            raise ValueError(f"limit must be 1 to {MAX_LIST}, got {limit}")
+        day = check_listing(day, dag_id, limit)
         cql = f"SELECT summary FROM {self._listing} WHERE day = ? AND hour = ?"
         if dag_id is not None:
             cql += " AND dag_id = ?"
@@ -284,6 +280,18 @@ class AgentRunStore:
         for row in rows:  # clustering order: latest try first within a (task_id, map_index)
             latest.setdefault((row.task_id, row.map_index), AgentRunSummary.model_validate_json(row.summary))
         return list(latest.values())
+
+
+def check_listing(day: date | datetime, dag_id: str | None, limit: int) -> date:
+    """Check ``list_runs``' arguments (both stores); return the UTC day.
+
+    :raises ValueError: a limit out of range or an empty ``dag_id``.
+    """
+    if dag_id is not None:
+        check_key(dag_id, what="dag_id", max_len=250)
+    if not 1 <= int(limit) <= MAX_LIST:
+        raise ValueError(f"limit must be 1 to {MAX_LIST}, got {limit}")
+    return as_day(day)
 
 
 def as_day(day: date | datetime) -> date:
