@@ -17,12 +17,13 @@ On top of it, :class:`KafkaEventStreamProducer` (the broker side, one per consum
   by another message (another topic/partition/offset) is a duplicate, while the same
   message redelivered after a crash is processed again (its asset event may never have
   been stored);
-* hands the watchers one :class:`EventBatch` per partition and batch: the shared stream's
-  unit of acknowledgement, so a batch's offsets are committed together once its asset
-  event is stored, and a batch that was not is redelivered whole. A partition with
-  ``max_in_flight`` batches not yet stored holds its next messages back until one is
-  (group commit): an idle watcher sends each message at once, a busy one sends as many
-  asset events as the triggerer stores, each holding more messages;
+* hands the watchers one :class:`EventBatch` at a time, holding the messages of every
+  partition of the topic set: the shared stream's unit of acknowledgement, so a batch's
+  offsets are committed together (per partition) once its asset event is stored, and a batch
+  that was not is redelivered whole. An idle watcher sends each message at once; a busy one
+  (a batch not yet stored) holds what it reads and releases it just before the trigger
+  runner's next sync with the triggerer's supervisor, so each sync carries one asset event
+  per watcher (see "Pacing" below);
 * re-publishes the batch's malformed messages to ``<topic>.dlq`` with headers giving the
   reason, the detail and the original topic, partition, offset and timestamp, flushed and
   checked before the offset is committed past them;
@@ -34,12 +35,24 @@ On top of it, :class:`KafkaEventStreamProducer` (the broker side, one per consum
 :class:`KafkaEventTrigger` (the subscriber side, one per watcher) fires one
 ``TriggerEvent({"envelopes": [...], "kafka": [...]})`` per batch that holds valid, first-seen
 events of its event types, and nothing for a batch that holds none (it is acknowledged, so
-its duplicates are dropped and its malformed messages dead-lettered). One asset event per
-batch rather than per message: the triggerer stores each trigger event in a metadata-DB
-transaction of its own, which on a busy deployment bounds the events/s a per-message watcher
-can turn into asset events (``bench/RESULTS.md``), and the scheduler folds the asset events
-waiting for a DAG into one run anyway (the run's tasks read every event with
-:func:`operators.events.triggering_events`).
+its duplicates are dropped and its malformed messages dead-lettered); the run's tasks read
+every event with :func:`operators.events.triggering_events`.
+
+Pacing. Produce-to-run latency is set by two Airflow loops, and the watcher is paced to both:
+
+* the trigger runner sends its trigger events to the triggerer's supervisor once per loop,
+  about once a second (``TriggerRunner.arun``), and the supervisor stores each one in a
+  metadata-DB transaction of its own; so per-message trigger events bound the events/s a
+  watcher can turn into asset events, and only one batch per sync adds no wait;
+* the scheduler gives an asset-triggered run the asset events stored up to the creation of
+  the DAG's queue row, which the first event after the previous run creates and later ones
+  leave alone (apache/airflow#56050): of several asset events stored in one sync only the
+  first gets into the next run, the others wait a sync for the run after.
+
+So while a batch is in flight the watcher holds what it reads and releases it all as one
+batch ``release_lead`` seconds before the runner's next sync, which it dates from the last
+``advance`` (the manager calls it right after a sync brings the store confirmations).
+``bench/RESULTS.md`` has the measurements.
 """
 
 from __future__ import annotations
@@ -170,27 +183,32 @@ class EventBrokerPayload(NamedTuple):
 
 
 class EventBatch(NamedTuple):
-    """What every watcher sharing a consumer receives for one batch of one partition's messages.
+    """What every watcher sharing a consumer receives for one batch of messages.
 
-    ``records`` are in offset order, one per message (valid, duplicate or invalid).
+    ``records`` hold one entry per message (valid, duplicate or invalid), each partition's in
+    offset order; a batch may span every partition of the consumer's topics.
     """
+
+    records: tuple[EventRecord, ...]
+
+
+class PartitionSpan(NamedTuple):
+    """The offsets of one partition's messages in a batch: ``first`` to ``last``, inclusive."""
 
     topic: str
     partition: int
-    records: tuple[EventRecord, ...]
+    first: int
+    last: int
 
 
 class EventBatchPayload(NamedTuple):
     """The broker side of one :class:`EventBatch`, kept until its offsets are committed.
 
-    ``offset`` is the batch's last offset (what a commit goes past), ``first_offset`` its first
-    (where a redelivery seeks back to); ``dead`` holds the malformed messages to dead-letter.
+    ``spans`` give each partition's offsets in the batch (a commit goes past ``last``, a
+    redelivery seeks back to ``first``); ``dead`` holds the malformed messages to dead-letter.
     """
 
-    topic: str
-    partition: int
-    offset: int
-    first_offset: int
+    spans: tuple[PartitionSpan, ...]
     dead: tuple[EventBrokerPayload, ...] = ()
 
 
@@ -244,12 +262,20 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
     :param dlq_suffix: the dead-letter topic of ``t`` is ``t + dlq_suffix``.
     """
 
-    #: The most messages read, validated and claimed together, and the most in one batch.
-    max_batch = 200
-    #: Batches of a partition handed out and not yet stored before its messages are held back.
-    max_in_flight = 4
-    #: The most message bytes one :class:`EventBatch` (so one asset event) carries.
+    #: The most messages read, validated and claimed together.
+    max_read = 500
+    #: The most messages in one batch (so one asset event); a watcher holding this many
+    #: releases them without waiting for the runner's sync.
+    max_batch = 2000
+    #: The most message bytes in one batch.
     max_batch_bytes = 1_000_000
+    #: Batches handed out and not yet stored before the watcher stops releasing (backpressure
+    #: when the triggerer stores more slowly than messages arrive); one is the steady state.
+    max_in_flight = 3
+    #: The trigger runner's sync period: ``TriggerRunner.arun`` sleeps 1 s between syncs.
+    sync_interval = 1.0
+    #: How long before the runner's expected next sync a busy watcher releases what it holds.
+    release_lead = 0.15
 
     def __init__(
         self,
@@ -272,8 +298,10 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
         self._flow_counters: EventFlowCounters | None = None
         self._cassandra_hook: Any = None
         self._flow = _Flow()
-        self._held: dict[tuple[str, int], list[tuple[EventRecord, EventBrokerPayload]]] = {}
-        self._in_flight: dict[tuple[str, int], int] = {}
+        self._held: list[tuple[EventRecord, EventBrokerPayload]] = []
+        self._in_flight = 0
+        self._released_at = 0.0  # time.monotonic() of the last release
+        self._advanced_at: float | None = None  # time.monotonic() of the last advance
 
     def _load_registry(self) -> EventRegistry:
         from include.events.registry import load_registry
@@ -301,15 +329,15 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
     # consumer is only ever called by this loop, one call at a time; librdkafka allows the
     # provider's commit and seek from another thread meanwhile.
     def _read_batch(self, timeout: float) -> list[Message]:
-        """Wait up to ``timeout`` seconds for one message, then take up to ``max_batch`` already fetched."""
+        """Wait up to ``timeout`` seconds for one message, then take up to ``max_read`` already fetched."""
         consumer = cast("Any", self._consumer)
         first = consumer.poll(timeout)
         if first is None:
             return []
-        return [first, *consumer.consume(num_messages=self.max_batch - 1, timeout=0)]
+        return [first, *consumer.consume(num_messages=self.max_read - 1, timeout=0)]
 
     async def open_stream(self) -> AsyncIterator[tuple[EventBatch, EventBatchPayload]]:  # type: ignore[override]
-        """Open the consumer (and the ledger) lazily; yield an :class:`EventBatch` per partition and batch.
+        """Open the consumer (and the ledger) lazily; yield an :class:`EventBatch` per released batch.
 
         :raises ConfigurationError: a topic is not in the registry, or auto-commit is on.
         :raises EventStreamError: the consumer reported an error.
@@ -329,7 +357,7 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
             self.dlq_suffix,
         )
         while True:
-            # While messages wait for a batch in flight to be stored, look back soon.
+            # While messages are held for the runner's next sync, look back soon.
             messages = await read_batch(self.poll_timeout if not self._held else _HELD_POLL_S)
             for message in messages:
                 if message.error():
@@ -343,105 +371,144 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
             await self._flush_flow()
 
     def _hold(self, processed: Sequence[tuple[EventRecord, EventBrokerPayload]]) -> None:
-        """Keep processed messages per partition until :meth:`_release` hands them out."""
-        for record, payload in processed:
-            self._held.setdefault((record.topic, record.partition), []).append((record, payload))
+        """Keep processed messages until :meth:`_release` hands them out."""
+        self._held.extend(processed)
 
     def _release(self) -> list[tuple[EventBatch, EventBatchPayload]]:
-        """Hand out each partition's held messages as batches, unless enough of its batches are in flight.
+        """Hand out what is held, as one batch, when the trigger runner is about to sync.
 
-        Group commit, as in the state store's async writes: a partition with fewer than
-        ``max_in_flight`` batches not yet stored sends what it holds at once (an idle watcher
-        adds no wait); one at the limit keeps collecting until a batch is stored (``advance``),
-        or until it holds ``max_batch`` messages. So the number of asset events follows what
-        the triggerer can store, not the message rate.
+        At once when nothing dates the next sync (no batch in flight and no recent
+        ``advance``: an idle watcher adds no wait). Otherwise once per sync, ``release_lead``
+        seconds before it (:meth:`_sync_due`), while fewer than ``max_in_flight`` batches are
+        in flight; and at once whenever ``max_batch`` messages are held. So each sync carries
+        one batch, whatever the message rate.
         """
-        out: list[tuple[EventBatch, EventBatchPayload]] = []
-        for lane in list(self._held):
-            held = self._held[lane]
-            if self._in_flight.get(lane, 0) >= self.max_in_flight and len(held) < self.max_batch:
-                continue
-            del self._held[lane]
-            batches = self._batches(held)
-            self._in_flight[lane] = self._in_flight.get(lane, 0) + len(batches)
-            out.extend(batches)
-        return out
+        if not self._held:
+            return []
+        now = time.monotonic()
+        paced = self._in_flight > 0 or self._phase_known(now)
+        wait = self._in_flight >= self.max_in_flight or not self._sync_due(now)
+        if paced and wait and len(self._held) < self.max_batch:
+            return []
+        held, self._held = self._held, []
+        batches = self._batches(held)
+        log.debug("Releasing %d message(s) in %d batch(es)", len(held), len(batches))
+        self._in_flight += len(batches)
+        self._released_at = now
+        return batches
+
+    def _phase_known(self, now: float) -> bool:
+        """Whether an ``advance`` (so a sync) was seen recently enough to date the next sync."""
+        return self._advanced_at is not None and now - self._advanced_at < 2 * self.sync_interval
+
+    def _sync_due(self, now: float) -> bool:
+        """Whether the runner's next sync is expected within ``release_lead`` seconds, and nothing
+        was released for it yet.
+
+        Syncs come every ``sync_interval`` after the last ``advance`` (called on a sync's store
+        confirmations), or after the last release while no recent advance was seen. A wrong
+        guess costs latency (a batch waits one more sync), never an event.
+        """
+        if now - self._released_at < self.release_lead:
+            return False
+        anchor = cast("float", self._advanced_at) if self._phase_known(now) else self._released_at
+        return (now - anchor) % self.sync_interval >= self.sync_interval - self.release_lead
 
     def _batches(
         self, processed: Sequence[tuple[EventRecord, EventBrokerPayload]]
     ) -> list[tuple[EventBatch, EventBatchPayload]]:
-        """Group processed messages per (topic, partition), in offset order, in batches of at most
-        ``max_batch`` messages and ``max_batch_bytes``."""
-        lanes: dict[tuple[str, int], list[list[tuple[EventRecord, EventBrokerPayload]]]] = {}
-        sizes: dict[tuple[str, int], int] = {}
+        """Cut processed messages, in the order read, into batches of at most ``max_batch``
+        messages and ``max_batch_bytes``."""
+        chunks: list[list[tuple[EventRecord, EventBrokerPayload]]] = [[]]
+        size = 0
         for record, payload in processed:
-            lane = (record.topic, record.partition)
-            size = record.size
-            chunks = lanes.setdefault(lane, [[]])
-            if chunks[-1] and (
-                sizes.get(lane, 0) + size > self.max_batch_bytes or len(chunks[-1]) >= self.max_batch
-            ):
+            full = size + record.size > self.max_batch_bytes or len(chunks[-1]) >= self.max_batch
+            if chunks[-1] and full:
                 chunks.append([])
-                sizes[lane] = 0
+                size = 0
             chunks[-1].append((record, payload))
-            sizes[lane] = sizes.get(lane, 0) + size
+            size += record.size
         out: list[tuple[EventBatch, EventBatchPayload]] = []
-        for (topic, partition), chunks in lanes.items():
-            for chunk in chunks:
-                records = tuple(record for record, _ in chunk)
-                dead = tuple(payload for record, payload in chunk if record.disposition == "invalid")
-                out.append(
-                    (
-                        EventBatch(topic, partition, records),
-                        EventBatchPayload(topic, partition, records[-1].offset, records[0].offset, dead),
-                    )
+        for chunk in chunks:
+            spans: dict[tuple[str, int], PartitionSpan] = {}
+            for record, _ in chunk:
+                lane = (record.topic, record.partition)
+                span = spans.get(lane)
+                spans[lane] = (
+                    PartitionSpan(record.topic, record.partition, record.offset, record.offset)
+                    if span is None
+                    else span._replace(last=record.offset)
                 )
+            records = tuple(record for record, _ in chunk)
+            dead = tuple(payload for record, payload in chunk if record.disposition == "invalid")
+            out.append((EventBatch(records), EventBatchPayload(tuple(spans.values()), dead)))
         return out
 
-    async def advance(self, batch: Sequence[AdvanceItem]) -> None:
-        """Commit one partition's resolved prefix of batches; hold and seek back the first held batch.
+    def get_advance_lane(self, broker_payload: Any) -> Hashable:
+        """One lane for the whole consumer: a batch spans partitions, so batches advance in order."""
+        return tuple(self.topics)
 
-        The provider's ``advance``, for :class:`EventBatchPayload` s: a batch every watcher
-        resolved is committed past its last offset, after its malformed messages were
-        dead-lettered (and flushed); a batch that failed (its asset event was not stored in
-        time) or that no watcher took holds the partition at its first offset and the consumer
-        seeks back there, so it and everything after are redelivered. The held floor is the
-        provider's (``_resolve_floor``), carried across calls.
+    async def advance(self, batch: Sequence[AdvanceItem]) -> None:
+        """Commit each partition's resolved prefix of batches; hold and seek back what was not stored.
+
+        The provider's ``advance``, per partition of multi-partition batches: for each
+        partition, the batches every watcher resolved, up to the first that failed (its asset
+        event was not stored in time) or that no watcher took, are committed past their last
+        offset, after their malformed messages were dead-lettered (and flushed); from that
+        first held batch on, the partition is held at its first offset there and the consumer
+        seeks back to it, so it and everything after are redelivered. The held floor is the
+        provider's (``_resolve_floor``, per partition), carried across calls. Each
+        partition's messages are in offset order across batches, so this is the provider's
+        per-partition decision exactly.
 
         :raises EventPublishError: dead-lettering failed (nothing is committed; redelivered).
         """
-        first = cast("EventBatchPayload", batch[0].broker_payload)
-        lane = (first.topic, first.partition)  # the provider's lane: one per partition
+        self._advanced_at = time.monotonic()
+        log.debug("Advancing %d batch(es); %d in flight", len(batch), self._in_flight)
         # Resolved (stored, failed or refused): no longer in flight, whatever happens below.
-        self._in_flight[lane] = max(0, self._in_flight.get(lane, 0) - len(batch))
-        commit_through: int | None = None
-        held_offset: int | None = None
+        self._in_flight = max(0, self._in_flight - len(batch))
+        start: dict[tuple[str, int], int] = {}
+        commit_through: dict[tuple[str, int], int] = {}
+        held: dict[tuple[str, int], int] = {}
         to_dlq: list[EventBrokerPayload] = []
         for item in batch:
             payload = cast("EventBatchPayload", item.broker_payload)
             outcome = item.outcome
-            if outcome.failed > 0 or (outcome.acked == 0 and outcome.rejected == 0):
-                held_offset = payload.first_offset
-                break
-            to_dlq.extend(payload.dead)
-            commit_through = payload.offset
-        floor = self._resolve_floor(lane, first.first_offset, commit_through, held_offset)
+            stored = not (outcome.failed > 0 or (outcome.acked == 0 and outcome.rejected == 0))
+            for span in payload.spans:
+                lane = (span.topic, span.partition)
+                start.setdefault(lane, span.first)
+                if lane in held:
+                    continue
+                if not stored:
+                    held[lane] = span.first
+                    continue
+                commit_through[lane] = span.last
+                to_dlq.extend(p for p in payload.dead if (p.topic, p.partition) == lane)
         if to_dlq:
-            await sync_to_async(self._send_to_dlq)(first.topic, to_dlq)
-        if commit_through is not None:
-            target = commit_through + 1
-            if floor is not None:
-                target = min(target, floor)
-            await sync_to_async(self._commit)(first.topic, first.partition, target)
-        if held_offset is not None:
-            await sync_to_async(self._seek)(
-                first.topic, first.partition, floor if floor is not None else held_offset
-            )
+            await sync_to_async(self._send_to_dlq)(to_dlq[0].topic, to_dlq)
+        for lane, first in start.items():
+            through, held_offset = commit_through.get(lane), held.get(lane)
+            floor = self._resolve_floor(lane, first, through, held_offset)
+            if through is not None:
+                target = through + 1 if floor is None else min(through + 1, floor)
+                await sync_to_async(self._commit)(lane[0], lane[1], target)
+            if held_offset is not None:
+                await sync_to_async(self._seek)(lane[0], lane[1], floor if floor is not None else held_offset)
 
     async def _process_batch(
         self, messages: Sequence[Message], registry: EventRegistry
     ) -> list[tuple[EventRecord, EventBrokerPayload]]:
-        """Validate a batch, claim its valid event ids together, and report its counts and lag."""
+        """Validate a batch, claim its valid event ids together, and report its counts and lag.
+
+        In the event loop's thread pool, like the poll: validating a few hundred messages on
+        the loop would hold up the trigger runner's syncs, which the watcher's pacing relies on.
+        """
+        return await sync_to_async(self._process, thread_sensitive=False)(messages, registry)
+
+    def _process(
+        self, messages: Sequence[Message], registry: EventRegistry
+    ) -> list[tuple[EventRecord, EventBrokerPayload]]:
         from include.events.registry import validate_message
         from include.state.ledger import ClaimRequest
 
@@ -504,7 +571,7 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
                 ClaimRequest(event_id, out[i][0].topic, out[i][0].partition, out[i][0].offset)
                 for event_id, i in ((e, valid[n][0]) for e, n in first_of.items())
             ]
-            claimed = await sync_to_async(self._ledger.claim_batch, thread_sensitive=False)(requests)
+            claimed = self._ledger.claim_batch(requests)
             holders = dict(zip(first_of.values(), claimed, strict=True))
         duplicates: dict[str, int] = {}
         for n, (i, envelope) in enumerate(valid):

@@ -20,6 +20,7 @@ from operators.triggers.kafka_events import (
     EventRecord,
     KafkaEventStreamProducer,
     KafkaEventTrigger,
+    PartitionSpan,
     dlq_headers,
 )
 from operators.triggers.reply import KafkaReplyTrigger
@@ -97,7 +98,7 @@ def _record(disposition: str, event_type: str = "support.ticket.created", offset
 
 
 def _batch(*records: EventRecord) -> EventBatch:
-    return EventBatch("t", 0, records)
+    return EventBatch(records)
 
 
 @pytest.mark.asyncio
@@ -147,7 +148,7 @@ async def test_the_filter_refuses_foreign_stream_items() -> None:
         [e async for e in trigger.filter_shared_stream(_stream("raw bytes"))]
 
 
-def test_batches_group_per_partition_in_order_within_the_byte_bound() -> None:
+def test_batches_keep_the_read_order_across_partitions_within_the_byte_bound() -> None:
     producer = KafkaEventStreamProducer(topics=["t"])
     producer.max_batch_bytes = 25
     processed = [
@@ -161,16 +162,21 @@ def test_batches_group_per_partition_in_order_within_the_byte_bound() -> None:
         (EventRecord("t", 0, 9, 1, "valid", {}, size=10), EventBrokerPayload("t", 0, 9)),
     ]
     batches = producer._batches(processed)
-    assert [(b.partition, [r.offset for r in b.records]) for b, _ in batches] == [
-        (0, [5, 6, 8]),
-        (0, [9]),
-        (1, [7]),
+    assert [[(r.partition, r.offset) for r in b.records] for b, _ in batches] == [
+        [(0, 5), (1, 7), (0, 6)],
+        [(0, 8), (0, 9)],
     ]
-    assert [(p.first_offset, p.offset, [d.offset for d in p.dead]) for _, p in batches] == [
-        (5, 8, [6]),
-        (9, 9, []),
-        (7, 7, []),
+    assert [(p.spans, [d.offset for d in p.dead]) for _, p in batches] == [
+        ((PartitionSpan("t", 0, 5, 6), PartitionSpan("t", 1, 7, 7)), [6]),
+        ((PartitionSpan("t", 0, 8, 9),), []),
     ]
+
+
+def test_one_advance_lane_for_the_whole_consumer() -> None:
+    producer = KafkaEventStreamProducer(topics=["a", "b"])
+    one = EventBatchPayload((PartitionSpan("a", 0, 1, 2),))
+    other = EventBatchPayload((PartitionSpan("b", 3, 1, 2),))
+    assert producer.get_advance_lane(one) == producer.get_advance_lane(other)
 
 
 class Outcome(NamedTuple):
@@ -196,8 +202,15 @@ def _broker_producer() -> tuple[KafkaEventStreamProducer, Broker]:
     broker = Broker()
     producer._commit = lambda topic, partition, offset: broker.calls.append(("commit", partition, offset))  # type: ignore[method-assign]
     producer._seek = lambda topic, partition, offset: broker.calls.append(("seek", partition, offset))  # type: ignore[method-assign]
-    producer._send_to_dlq = lambda topic, payloads: broker.calls.append(("dlq", [p.offset for p in payloads]))  # type: ignore[method-assign]
+    producer._send_to_dlq = lambda topic, payloads: broker.calls.append(  # type: ignore[method-assign]
+        ("dlq", [(p.partition, p.offset) for p in payloads])
+    )
     return producer, broker
+
+
+def _payload(*spans: tuple[int, int, int], dead: tuple[EventBrokerPayload, ...] = ()) -> EventBatchPayload:
+    """A batch's broker payload from (partition, first, last) spans of topic ``t``."""
+    return EventBatchPayload(tuple(PartitionSpan("t", *span) for span in spans), dead)
 
 
 @pytest.mark.asyncio
@@ -206,11 +219,11 @@ async def test_advance_dead_letters_then_commits_past_acknowledged_batches() -> 
     dead = EventBrokerPayload("t", 0, 6, b"x", reason="empty")
     await producer.advance(
         [
-            Item(EventBatchPayload("t", 0, 8, 5, (dead,)), Outcome(acked=1)),  # type: ignore[list-item]
-            Item(EventBatchPayload("t", 0, 9, 9), Outcome(acked=2)),  # type: ignore[list-item]
+            Item(_payload((0, 5, 8), dead=(dead,)), Outcome(acked=1)),  # type: ignore[list-item]
+            Item(_payload((0, 9, 9)), Outcome(acked=2)),  # type: ignore[list-item]
         ]
     )
-    assert broker.calls == [("dlq", [6]), ("commit", 0, 10)]
+    assert broker.calls == [("dlq", [(0, 6)]), ("commit", 0, 10)]
 
 
 @pytest.mark.asyncio
@@ -218,19 +231,43 @@ async def test_advance_holds_a_failed_batch_at_its_first_offset() -> None:
     producer, broker = _broker_producer()
     await producer.advance(
         [
-            Item(EventBatchPayload("t", 0, 4, 0), Outcome(acked=1)),  # type: ignore[list-item]
-            Item(EventBatchPayload("t", 0, 9, 5), Outcome(failed=1)),  # type: ignore[list-item]
-            Item(EventBatchPayload("t", 0, 12, 10), Outcome(acked=1)),  # type: ignore[list-item]
+            Item(_payload((0, 0, 4)), Outcome(acked=1)),  # type: ignore[list-item]
+            Item(_payload((0, 5, 9)), Outcome(failed=1)),  # type: ignore[list-item]
+            Item(_payload((0, 10, 12)), Outcome(acked=1)),  # type: ignore[list-item]
         ]
     )
     assert broker.calls == [("commit", 0, 5), ("seek", 0, 5)]
     broker.calls.clear()
     # A later batch cannot commit past the held floor until the held batch is re-read.
-    await producer.advance([Item(EventBatchPayload("t", 0, 20, 13), Outcome(acked=1))])  # type: ignore[list-item]
+    await producer.advance([Item(_payload((0, 13, 20)), Outcome(acked=1))])  # type: ignore[list-item]
     assert broker.calls == [("commit", 0, 5)]
     broker.calls.clear()
-    await producer.advance([Item(EventBatchPayload("t", 0, 9, 5), Outcome(acked=1))])  # type: ignore[list-item]
+    await producer.advance([Item(_payload((0, 5, 9)), Outcome(acked=1))])  # type: ignore[list-item]
     assert broker.calls == [("commit", 0, 10)]
+
+
+@pytest.mark.asyncio
+async def test_advance_decides_each_partition_of_multi_partition_batches() -> None:
+    """A failed batch holds only its own partitions; the others commit past later batches."""
+    producer, broker = _broker_producer()
+    dead_1 = EventBrokerPayload("t", 1, 4, b"x", reason="empty")
+    dead_2 = EventBrokerPayload("t", 2, 5, b"y", reason="empty")
+    await producer.advance(
+        [
+            Item(_payload((0, 0, 4), (1, 0, 2)), Outcome(acked=1)),  # type: ignore[list-item]
+            Item(_payload((0, 5, 9), (2, 0, 3)), Outcome(failed=1)),  # type: ignore[list-item]
+            Item(_payload((1, 3, 5), (2, 4, 6), (0, 10, 12), dead=(dead_1, dead_2)), Outcome(acked=1)),  # type: ignore[list-item]
+        ]
+    )
+    # Partition 1's malformed message is dead-lettered and committed past; partition 2's is
+    # behind the failed batch and comes back with it.
+    assert broker.calls == [
+        ("dlq", [(1, 4)]),
+        ("commit", 0, 5),
+        ("seek", 0, 5),
+        ("commit", 1, 6),
+        ("seek", 2, 0),
+    ]
 
 
 class FakeMessage:
@@ -361,7 +398,7 @@ class FakeConsumer:
 
 def test_a_read_waits_for_one_message_only_and_is_bounded() -> None:
     producer = KafkaEventStreamProducer(topics=["t"])
-    producer.max_batch = 3
+    producer.max_read = 3
     producer._consumer = consumer = FakeConsumer(list(range(5)))  # type: ignore[assignment]
     assert producer._read_batch(0.5) == [0, 1, 2]
     assert consumer.calls == [("poll", 0.5), ("consume", (2, 0))]
@@ -378,32 +415,67 @@ def _valid(partition: int, offset: int) -> tuple[EventRecord, EventBrokerPayload
     )
 
 
+class Clock:
+    """``time.monotonic`` for the watcher's pacing, moved by hand."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = 1000.0
+        monkeypatch.setattr("operators.triggers.kafka_events.time.monotonic", lambda: self.now)
+
+
+def _offsets(released: list[tuple[EventBatch, EventBatchPayload]]) -> list[list[int]]:
+    return [[r.offset for r in b.records] for b, _ in released]
+
+
+def test_an_idle_watcher_releases_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock(monkeypatch)
+    producer = KafkaEventStreamProducer(topics=["t"])
+    producer._hold([_valid(0, 0), _valid(1, 3)])
+    assert _offsets(producer._release()) == [[0, 3]]  # one batch across partitions
+    assert producer._in_flight == 1
+    # Long after the last sync seen, with nothing in flight, the phase is unknown: at once again.
+    producer._advanced_at, producer._in_flight = clock.now, 0
+    clock.now += 2.5
+    producer._hold([_valid(0, 1)])
+    assert _offsets(producer._release()) == [[1]]
+
+
 @pytest.mark.asyncio
-async def test_a_partition_holds_its_messages_while_enough_batches_are_in_flight() -> None:
+async def test_a_busy_watcher_releases_once_just_before_each_sync(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock(monkeypatch)
     producer, _ = _broker_producer()
-    producer.max_in_flight = 2
     producer._hold([_valid(0, 0)])
-    first = producer._release()  # idle: handed out at once
+    (first,) = producer._release()  # idle: at once; the next sync is dated from this release
     producer._hold([_valid(0, 1), _valid(1, 7)])
-    second = producer._release()  # partition 0 has one batch in flight, partition 1 none
-    assert [[r.offset for r in b.records] for b, _ in first + second] == [[0], [1], [7]]
+    clock.now += 0.5
+    assert producer._release() == []  # a batch in flight and the sync not due: held
+    clock.now += 0.4  # 0.9 s after the release: within release_lead of the expected sync
+    assert _offsets(producer._release()) == [[1, 7]]
     producer._hold([_valid(0, 2)])
-    producer._hold([_valid(0, 3)])
-    assert producer._release() == []  # partition 0 is at its limit: held back
-    await producer.advance([Item(first[0][1], Outcome(acked=1))])  # type: ignore[list-item]
-    (third,) = producer._release()  # one stored: everything held leaves as one batch
-    assert [r.offset for r in third[0].records] == [2, 3]
-    assert producer._in_flight == {("t", 0): 2, ("t", 1): 1}
+    clock.now += 0.05
+    assert producer._release() == []  # one release per sync
+    # A sync confirms the first batch: the next one is expected sync_interval after it.
+    clock.now += 0.1
+    await producer.advance([Item(first[1], Outcome(acked=1))])  # type: ignore[list-item]
+    assert producer._in_flight == 1
+    clock.now += 0.8
+    assert producer._release() == []  # 0.8 s after the sync
+    clock.now += 0.06
+    assert _offsets(producer._release()) == [[2]]
+    assert producer._in_flight == 2
 
 
-def test_a_full_hold_is_handed_out_even_at_the_limit() -> None:
+def test_in_flight_batches_hold_back_until_the_hold_is_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock(monkeypatch)
     producer = KafkaEventStreamProducer(topics=["t"])
     producer.max_in_flight, producer.max_batch = 1, 3
-    producer._in_flight[("t", 0)] = 1
+    producer._in_flight, producer._released_at = 1, clock.now
+    clock.now += 0.9  # the sync is due, but max_in_flight batches await storage
     producer._hold([_valid(0, i) for i in range(2)])
     assert producer._release() == []
     producer._hold([_valid(0, i) for i in range(2, 7)])
-    assert [[r.offset for r in b.records] for b, _ in producer._release()] == [[0, 1, 2], [3, 4, 5], [6]]
+    assert _offsets(producer._release()) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert producer._in_flight == 4
 
 
 class FakeCounters:
