@@ -51,7 +51,8 @@ Pacing. Produce-to-run latency is set by two Airflow loops, and the watcher is p
 
 So while a batch is in flight the watcher holds what it reads and releases it all as one
 batch ``release_lead`` seconds before the runner's next sync, which it dates from the last
-``advance`` (the manager calls it right after a sync brings the store confirmations).
+``advance`` of a batch with valid events (the manager calls it right after a sync brings
+the store confirmations).
 ``bench/RESULTS.md`` has the measurements.
 """
 
@@ -205,11 +206,14 @@ class EventBatchPayload(NamedTuple):
     """The broker side of one :class:`EventBatch`, kept until its offsets are committed.
 
     ``spans`` give each partition's offsets in the batch (a commit goes past ``last``, a
-    redelivery seeks back to ``first``); ``dead`` holds the malformed messages to dead-letter.
+    redelivery seeks back to ``first``); ``dead`` holds the malformed messages to dead-letter;
+    ``fires`` says whether it holds a valid event (a watcher may fire, and the confirmation of
+    its store arrives with a sync of the trigger runner).
     """
 
     spans: tuple[PartitionSpan, ...]
     dead: tuple[EventBrokerPayload, ...] = ()
+    fires: bool = True
 
 
 def trigger_payload(records: Sequence[EventRecord]) -> dict[str, Any]:
@@ -405,9 +409,10 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
         """Whether the runner's next sync is expected within ``release_lead`` seconds, and nothing
         was released for it yet.
 
-        Syncs come every ``sync_interval`` after the last ``advance`` (called on a sync's store
-        confirmations), or after the last release while no recent advance was seen. A wrong
-        guess costs latency (a batch waits one more sync), never an event.
+        Syncs come every ``sync_interval`` after the last ``advance`` of a batch with valid
+        events (called on a sync's store confirmations), or after the last release while no
+        recent advance was seen. A wrong guess costs latency (a batch waits one more sync),
+        never an event.
         """
         if now - self._released_at < self.release_lead:
             return False
@@ -441,7 +446,8 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
                 )
             records = tuple(record for record, _ in chunk)
             dead = tuple(payload for record, payload in chunk if record.disposition == "invalid")
-            out.append((EventBatch(records), EventBatchPayload(tuple(spans.values()), dead)))
+            fires = any(record.disposition == "valid" for record in records)
+            out.append((EventBatch(records), EventBatchPayload(tuple(spans.values()), dead, fires)))
         return out
 
     def get_advance_lane(self, broker_payload: Any) -> Hashable:
@@ -463,7 +469,10 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
 
         :raises EventPublishError: dead-lettering failed (nothing is committed; redelivered).
         """
-        self._advanced_at = time.monotonic()
+        if any(cast("EventBatchPayload", item.broker_payload).fires for item in batch):
+            # A stored event's confirmation came with a sync: the next one is due a second on.
+            # (A batch no watcher fired for resolves as soon as it is read, not at a sync.)
+            self._advanced_at = time.monotonic()
         log.debug("Advancing %d batch(es); %d in flight", len(batch), self._in_flight)
         # Resolved (stored, failed or refused): no longer in flight, whatever happens below.
         self._in_flight = max(0, self._in_flight - len(batch))

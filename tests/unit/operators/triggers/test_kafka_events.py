@@ -465,6 +465,21 @@ async def test_a_busy_watcher_releases_once_just_before_each_sync(monkeypatch: p
     assert producer._in_flight == 2
 
 
+@pytest.mark.asyncio
+async def test_a_batch_nobody_fired_for_does_not_date_the_next_sync(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It resolves as soon as the watchers read it, not at a sync."""
+    clock = Clock(monkeypatch)
+    producer, _ = _broker_producer()
+    dup = EventRecord("t", 0, 0, 1, "duplicate", {}, size=10)
+    ((_, payload),) = producer._batches([(dup, EventBrokerPayload("t", 0, 0))])
+    assert payload.fires is False
+    await producer.advance([Item(payload, Outcome(acked=1))])  # type: ignore[list-item]
+    assert producer._advanced_at is None
+    ((_, payload),) = producer._batches([_valid(0, 1)])
+    await producer.advance([Item(payload, Outcome(acked=1))])  # type: ignore[list-item]
+    assert producer._advanced_at == clock.now
+
+
 def test_in_flight_batches_hold_back_until_the_hold_is_full(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = Clock(monkeypatch)
     producer = KafkaEventStreamProducer(topics=["t"])
