@@ -396,7 +396,7 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
             return []
         held, self._held = self._held, []
         batches = self._batches(held)
-        log.info("Releasing %d message(s) in %d batch(es)", len(held), len(batches))
+        log.debug("Releasing %d message(s) in %d batch(es)", len(held), len(batches))
         self._in_flight += len(batches)
         self._released_at = now
         return batches
@@ -473,7 +473,7 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
             # A stored event's confirmation came with a sync: the next one is due a second on.
             # (A batch no watcher fired for resolves as soon as it is read, not at a sync.)
             self._advanced_at = time.monotonic()
-        log.info("Advancing %d batch(es); %d in flight fires=%s", len(batch), self._in_flight, [cast("EventBatchPayload", i.broker_payload).fires for i in batch])
+        log.debug("Advancing %d batch(es); %d in flight", len(batch), self._in_flight)
         # Resolved (stored, failed or refused): no longer in flight, whatever happens below.
         self._in_flight = max(0, self._in_flight - len(batch))
         start: dict[tuple[str, int], int] = {}
