@@ -303,18 +303,24 @@ def _report(
             f" {r.get('queue_p95', float('nan')):.2f} | {r.get('events_per_s', 0):.1f} | {ratio} |"
         )
     ours = next((r for n, r in results.items() if "stock" not in n), {})
-    met = (
-        ours.get("p95", 1e9) <= 2.0
-        and ours.get("events_per_s", 0) >= 100
-        and ours["in_runs"] == ours["events"]
+    latency_met = ours.get("p95", 1e9) <= 2.0 and ours["in_runs"] == ours["events"]
+    met = latency_met and ours.get("events_per_s", 0) >= 100
+    measured = (
+        f"p95 {ours.get('p95', float('nan')):.2f} s, {ours.get('events_per_s', 0):.1f} events/s,"
+        f" {ours.get('in_runs', 0)} of {ours.get('events', 0)} events in runs"
     )
-    lines += [
-        "",
-        f"Goal (p95 at most 2 s, at least 100 events/s into runs): {'met' if met else 'NOT met'}"
-        f" (p95 {ours.get('p95', float('nan')):.2f} s, {ours.get('events_per_s', 0):.1f} events/s,"
-        f" {ours.get('in_runs', 0)} of {ours.get('events', 0)} events in runs).",
-        "",
-    ]
+    if args.rate < 100:
+        # A feed slower than the throughput goal can only show the latency half.
+        goal = (
+            f"Goal, latency half (p95 at most 2 s): {'met' if latency_met else 'NOT met'} ({measured});"
+            f" the 100 events/s half needs --rate 100 or more."
+        )
+    else:
+        goal = (
+            "Goal (p95 at most 2 s, at least 100 events/s into runs):"
+            f" {'met' if met else 'NOT met'} ({measured})."
+        )
+    lines += ["", goal, ""]
     return "\n".join(lines)
 
 
