@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -74,7 +74,7 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS conversation_memory (
         session_id TEXT NOT NULL, bucket INTEGER NOT NULL, at_us INTEGER NOT NULL,
         turn_id TEXT NOT NULL UNIQUE, run_id TEXT, messages TEXT NOT NULL, tokens INTEGER NOT NULL,
-        expires_at REAL NOT NULL)""",
+        expires_at REAL NOT NULL, turn_key TEXT)""",
     "CREATE INDEX IF NOT EXISTS conversation_memory_turns ON conversation_memory (session_id, at_us)",
     "CREATE INDEX IF NOT EXISTS conversation_memory_expiry ON conversation_memory (expires_at)",
     """CREATE TABLE IF NOT EXISTS knowledge_chunks (
@@ -89,6 +89,26 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS audit_trail_partition ON audit_trail (dag_id, day, at_us)",
     "CREATE INDEX IF NOT EXISTS audit_trail_expiry ON audit_trail (expires_at)",
 )
+
+
+_columns_checked: set[tuple[str, str, str]] = set()
+_columns_lock = threading.Lock()
+
+
+def _ensure_column(conn: sqlite3.Connection, path: Path, table: str, column: str) -> None:
+    """Add the TEXT ``column`` to ``table`` of a file made before it existed; once per file and
+    process. New files get it from ``_SCHEMA``."""
+    key = (str(path), table, column)
+    if key in _columns_checked:
+        return
+    with _columns_lock:
+        if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+            try:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+            except sqlite3.OperationalError as exc:  # another process added it meanwhile
+                if "duplicate column" not in str(exc):
+                    raise
+        _columns_checked.add(key)
 
 
 def default_state_path() -> Path:
@@ -297,9 +317,6 @@ class EmbeddedEventLedger:
     :param clock: returns the current UNIX time (tests pass their own).
     """
 
-    _owner_column_checked: ClassVar[set[str]] = set()
-    _owner_column_lock: ClassVar[threading.Lock] = threading.Lock()
-
     def __init__(
         self, state: EmbeddedState, *, ttl_s: int | None = None, clock: Callable[[], float] = time.time
     ) -> None:
@@ -310,19 +327,8 @@ class EmbeddedEventLedger:
         self.clock = clock
 
     def _ensure_owner_column(self, conn: sqlite3.Connection) -> None:
-        """Add ``claimed_by`` to a ledger table made before it existed; once per file and process."""
-        path = str(self.state.path)
-        if path in self._owner_column_checked:
-            return
-        with self._owner_column_lock:
-            columns = {row[1] for row in conn.execute("PRAGMA table_info(event_ledger)")}
-            if "claimed_by" not in columns:
-                try:
-                    conn.execute("ALTER TABLE event_ledger ADD COLUMN claimed_by TEXT")
-                except sqlite3.OperationalError as exc:  # another process added it meanwhile
-                    if "duplicate column" not in str(exc):
-                        raise
-            self._owner_column_checked.add(path)
+        """Add ``claimed_by`` to a ledger table made before it existed."""
+        _ensure_column(conn, self.state.path, "event_ledger", "claimed_by")
 
     def claim(
         self,
@@ -474,10 +480,12 @@ class EmbeddedConversationMemory:
         messages: Sequence[ModelMessage] | str | bytes,
         *,
         run_id: str | None = None,
+        turn_key: str | None = None,
         tokens: int | None = None,
         at: datetime | None = None,
     ) -> MemoryTurn:
-        """Store one turn and return it (see ``ConversationMemory.append``).
+        """Store one turn and return it (see ``ConversationMemory.append``); with ``turn_key``, it
+        replaces the session's earlier turns with that key, in the same transaction.
 
         :raises NotJSONError: the messages do not serialise; nothing is written.
         :raises ValueTooLargeError: larger than ``max_value_bytes``; nothing is written.
@@ -491,21 +499,28 @@ class EmbeddedConversationMemory:
         when = at.astimezone(UTC) if at is not None else datetime.fromtimestamp(now, UTC)
         turn_id = time_uuid(when)
         with self.state.connect(write=True) as conn:
+            _ensure_column(conn, self.state.path, "conversation_memory", "turn_key")
             conn.execute("DELETE FROM conversation_memory WHERE expires_at <= ?", (now,))
             conn.execute(
-                "INSERT INTO conversation_memory (session_id, bucket, at_us, turn_id, run_id, messages, "
-                "tokens, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO conversation_memory (session_id, bucket, at_us, turn_id, run_id, turn_key, "
+                "messages, tokens, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     session_id,
                     self.bucket_of(when.timestamp()),
                     _to_us(when),
                     str(turn_id),
                     run_id,
+                    turn_key,
                     text,
                     count,
                     now + self.ttl_s,
                 ),
             )
+            if turn_key is not None:
+                conn.execute(
+                    "DELETE FROM conversation_memory WHERE session_id = ? AND turn_key = ? AND turn_id != ?",
+                    (session_id, turn_key, str(turn_id)),
+                )
         return MemoryTurn(
             session_id=session_id,
             turn_id=turn_id,

@@ -7,7 +7,7 @@ together. Use it as common.ai's ``message_history``::
 
     memory = CassandraHook().memory()
     history = memory.load(session_id, last_turns=10)        # before the agent run
-    memory.append(session_id, new_messages, run_id=run_id)  # after it
+    memory.append(session_id, new_messages, run_id=run_id, turn_key=ti_key)  # after it
 
 Layout: partition ``(session_id, bucket)`` where ``bucket`` is the write time divided by
 ``memory_bucket_s`` (default 7 days), so one partition holds one session's turns of one
@@ -15,6 +15,12 @@ span; rows are clustered newest first and live ``memory_ttl_s`` (default 30 days
 walk the buckets from the newest back to the TTL horizon and stop as soon as they have
 ``last_turns`` turns or the ``token_budget`` is spent. Changing ``memory_bucket_s`` hides
 the turns written with the old span until they expire.
+
+A turn appended with a ``turn_key`` (the agent operator passes its task instance) replaces
+the turns of earlier appends with that key, in the current and the previous bucket: a task
+killed after remembering its turn and retried leaves one turn, not two. The new turn is
+written before the old ones are deleted, so a crash in between leaves a duplicate, never a
+gap.
 """
 
 from __future__ import annotations
@@ -142,6 +148,7 @@ class ConversationMemory:
         messages: Sequence[ModelMessage] | str | bytes,
         *,
         run_id: str | None = None,
+        turn_key: str | None = None,
         tokens: int | None = None,
         at: datetime | None = None,
     ) -> MemoryTurn:
@@ -150,6 +157,8 @@ class ConversationMemory:
         :param session_id: the conversation, e.g. the customer id of the triggering event.
         :param messages: pydantic-ai messages, or their ``ModelMessagesTypeAdapter`` JSON.
         :param run_id: the DAG run that produced them.
+        :param turn_key: what wrote the turn (a task instance); earlier turns with this key in
+            the session are deleted once this one is written.
         :param tokens: the turn's size in tokens for ``token_budget`` reads; default: estimated.
         :param at: the turn's time; default now.
         :raises NotJSONError: the messages do not serialise; nothing is written.
@@ -164,11 +173,14 @@ class ConversationMemory:
             raise ValueError(f"tokens must not be negative, got {count}")
         when = at.astimezone(UTC) if at is not None else datetime.fromtimestamp(self.clock(), UTC)
         turn_id = uuid_from_time(when)
+        bucket = self.bucket_of(when.timestamp())
         self.client.execute(
-            f"INSERT INTO {self._table} (session_id, bucket, turn_id, run_id, messages, tokens) "
-            "VALUES (?, ?, ?, ?, ?, ?) USING TTL ?",
-            (session_id, self.bucket_of(when.timestamp()), turn_id, run_id, text, count, self.ttl_s),
+            f"INSERT INTO {self._table} (session_id, bucket, turn_id, run_id, turn_key, messages, tokens) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?",
+            (session_id, bucket, turn_id, run_id, turn_key, text, count, self.ttl_s),
         )
+        if turn_key is not None:
+            self._drop_earlier(session_id, turn_key, keep=turn_id, buckets=(bucket, bucket - 1))
         return MemoryTurn(
             session_id=session_id,
             turn_id=turn_id,
@@ -177,6 +189,20 @@ class ConversationMemory:
             tokens=count,
             messages=_adapter().validate_json(text),
         )
+
+    def _drop_earlier(self, session_id: str, turn_key: str, *, keep: Any, buckets: Sequence[int]) -> None:
+        """Delete the turns of ``session_id`` with ``turn_key`` other than ``keep`` in ``buckets``."""
+        for bucket in buckets:
+            rows = self.client.execute(
+                f"SELECT turn_id, turn_key FROM {self._table} WHERE session_id = ? AND bucket = ?",
+                (session_id, bucket),
+            )
+            for row in rows:
+                if row.turn_key == turn_key and row.turn_id != keep:
+                    self.client.execute(
+                        f"DELETE FROM {self._table} WHERE session_id = ? AND bucket = ? AND turn_id = ?",
+                        (session_id, bucket, row.turn_id),
+                    )
 
     def turns(
         self, session_id: str, *, last_turns: int | None = 20, token_budget: int | None = None

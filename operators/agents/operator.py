@@ -321,7 +321,14 @@ class AgentflowAgentOperator(AgentOperator):
             raise
         output = self._redact_output(output)
         if self.session_id and self._state is not None:
-            self._state.memory().append(self.session_id, result.new_messages(), run_id=context["run_id"])
+            ti = context["ti"]
+            # One turn per task instance: a retry's turn replaces what a killed try remembered.
+            self._state.memory().append(
+                self.session_id,
+                result.new_messages(),
+                run_id=context["run_id"],
+                turn_key=f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{ti.map_index}",
+            )
         self._finish(context, result, status="success", usage=attempt_usage)
         return output
 

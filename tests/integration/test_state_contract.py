@@ -41,6 +41,7 @@ from tests.unit.include.state.test_embedded import (
     check_ledger_exactly_once,
     check_ledger_ttl,
     check_memory,
+    check_memory_turn_key,
 )
 
 if TYPE_CHECKING:
@@ -118,6 +119,10 @@ def test_ledger_ttl(make: Make) -> None:
 
 def test_memory(make: Make) -> None:
     check_memory(make)
+
+
+def test_memory_turn_key(make: Make) -> None:
+    check_memory_turn_key(make)
 
 
 def test_knowledge(make: Make) -> None:

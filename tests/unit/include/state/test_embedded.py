@@ -12,6 +12,7 @@ import hashlib
 import logging
 import math
 import re
+import sqlite3
 import threading
 import time
 import uuid
@@ -168,6 +169,24 @@ def check_memory(make: Make) -> None:
 
     long_lived.clear(session_id)
     assert long_lived.load(session_id) == []
+
+
+def check_memory_turn_key(make: Make) -> None:
+    """A turn appended with a key replaces the session's earlier turns with that key, only those."""
+    memory = make("memory")
+    session_id = f"customer-{uuid.uuid4().hex}"
+    other_session = f"customer-{uuid.uuid4().hex}"
+    now = datetime.now(UTC)
+    memory.append(session_id, run_messages("before", 0), run_id="r0", at=now)
+    memory.append(session_id, run_messages("killed try", 1), run_id="r1", turn_key="d/r1/t/-1", at=now + MS)
+    memory.append(other_session, run_messages("elsewhere", 1), run_id="r1", turn_key="d/r1/t/-1", at=now + MS)
+    memory.append(session_id, run_messages("sibling", 2), run_id="r1", turn_key="d/r1/t/0", at=now + 2 * MS)
+    memory.append(session_id, run_messages("retry", 1), run_id="r1", turn_key="d/r1/t/-1", at=now + 3 * MS)
+    assert [t.run_id for t in memory.turns(session_id)] == ["r0", "r1", "r1"]
+    assert memory.load(session_id) == (
+        run_messages("before", 0) + run_messages("sibling", 2) + run_messages("retry", 1)
+    )
+    assert memory.load(other_session) == run_messages("elsewhere", 1)
 
 
 def vector(degrees: float, plane: int = 0) -> list[float]:
@@ -344,6 +363,26 @@ def test_contract_memory(make: Make) -> None:
     check_memory(make)
 
 
+def test_contract_memory_turn_key(make: Make) -> None:
+    check_memory_turn_key(make)
+
+
+def test_memory_turn_key_column_is_added_to_an_older_file(tmp_path: Path) -> None:
+    """A state file made before ``turn_key`` existed gets the column on the first append."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            """CREATE TABLE conversation_memory (
+            session_id TEXT NOT NULL, bucket INTEGER NOT NULL, at_us INTEGER NOT NULL,
+            turn_id TEXT NOT NULL UNIQUE, run_id TEXT, messages TEXT NOT NULL, tokens INTEGER NOT NULL,
+            expires_at REAL NOT NULL)"""
+        )
+    memory = EmbeddedState(EmbeddedStateSettings(path=path)).memory()
+    memory.append("s", run_messages("one", 1), turn_key="k")
+    memory.append("s", run_messages("two", 2), turn_key="k")
+    assert memory.load("s") == run_messages("two", 2)
+
+
 def test_contract_knowledge(make: Make) -> None:
     check_knowledge(make)
 
@@ -389,6 +428,7 @@ def test_defaults_follow_the_cassandra_settings() -> None:
 
 _CHILD = """
 import sys, time
+import sqlite3
 from pathlib import Path
 from include.state.embedded import EmbeddedState, EmbeddedStateSettings
 ledger = EmbeddedState(EmbeddedStateSettings(path=Path(sys.argv[1]))).event_ledger()

@@ -45,10 +45,11 @@ def test_append_writes_ttl_and_bucket(client: CassandraClient, fake_session: Fak
     turn = memory.append("s1", _turn("hi"), run_id="r1", tokens=7)
     values = fake_session.executed[0].values
     assert values[0:2] == ("s1", 10)
-    assert values[3] == "r1"
-    assert ModelMessagesTypeAdapter.validate_json(values[4]) == _turn("hi")
-    assert values[5:] == (7, 3600)
+    assert values[3:5] == ("r1", None)  # no turn_key: nothing else is read or deleted
+    assert ModelMessagesTypeAdapter.validate_json(values[5]) == _turn("hi")
+    assert values[6:] == (7, 3600)
     assert turn.messages == _turn("hi")
+    assert len(fake_session.executed) == 1
 
 
 def test_reads_stop_at_last_turns_and_token_budget(
