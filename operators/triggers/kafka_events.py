@@ -274,7 +274,7 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
     #: The most message bytes in one batch.
     max_batch_bytes = 1_000_000
     #: Batches handed out and not yet stored before the watcher stops releasing (backpressure
-    #: when the triggerer stores more slowly than messages arrive); one is the steady state.
+    #: when the triggerer stores more slowly than messages arrive); one or two in steady state.
     max_in_flight = 3
     #: The trigger runner's sync period: ``TriggerRunner.arun`` sleeps 1 s between syncs.
     sync_interval = 1.0
@@ -305,7 +305,7 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
         self._held: list[tuple[EventRecord, EventBrokerPayload]] = []
         self._in_flight = 0
         self._released_at = 0.0  # time.monotonic() of the last release
-        self._advanced_at: float | None = None  # time.monotonic() of the last advance
+        self._advanced_at: float | None = None  # time.monotonic() of the last advance that dates a sync
 
     def _load_registry(self) -> EventRegistry:
         from include.events.registry import load_registry
