@@ -273,9 +273,12 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
     max_batch = 2000
     #: The most message bytes in one batch.
     max_batch_bytes = 1_000_000
-    #: Batches handed out and not yet stored before the watcher stops releasing (backpressure
-    #: when the triggerer stores more slowly than messages arrive); one or two in steady state.
-    max_in_flight = 3
+    #: Batches handed out and not yet confirmed stored before the watcher stops releasing. Two
+    #: is one per sync: a store is confirmed a sync after it, so a busy watcher has one batch
+    #: awaiting its confirmation and releases the next; a sync that comes late (a loaded
+    #: triggerer) then does not get a second batch (apache/airflow#56050), and a triggerer
+    #: that stores more slowly than messages arrive gets fewer, bigger batches.
+    max_in_flight = 2
     #: The trigger runner's sync period: ``TriggerRunner.arun`` sleeps 1 s between syncs.
     sync_interval = 1.0
     #: How long before the runner's expected next sync a busy watcher releases what it holds.

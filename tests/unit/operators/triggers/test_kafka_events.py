@@ -465,6 +465,21 @@ async def test_a_busy_watcher_releases_once_just_before_each_sync(monkeypatch: p
     assert producer._in_flight == 2
 
 
+def test_a_late_sync_gets_one_batch_not_two(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loaded triggerer syncs later than a second after the last: the batch released for the
+    expected sync waits with it, and the next window passes without a second release."""
+    clock = Clock(monkeypatch)
+    producer = KafkaEventStreamProducer(topics=["t"])
+    producer._advanced_at, producer._in_flight = clock.now, 1  # a sync; one batch awaits its confirmation
+    clock.now += 0.9
+    producer._hold([_valid(0, 0)])
+    assert _offsets(producer._release()) == [[0]]
+    clock.now += 1.0  # the next window, and still no sync since the release
+    producer._hold([_valid(0, 1)])
+    assert producer._release() == []
+    assert producer._in_flight == producer.max_in_flight == 2
+
+
 @pytest.mark.asyncio
 async def test_a_batch_nobody_fired_for_does_not_date_the_next_sync(monkeypatch: pytest.MonkeyPatch) -> None:
     """It resolves as soon as the watchers read it, not at a sync."""
