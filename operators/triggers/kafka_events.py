@@ -52,8 +52,10 @@ Pacing. Produce-to-run latency is set by two Airflow loops, and the watcher is p
 So while a batch is in flight the watcher holds what it reads and releases it all as one
 batch ``release_lead`` seconds before the runner's next sync, which it dates from the last
 ``advance`` of a batch with valid events (the manager calls it right after a sync brings
-the store confirmations).
-``bench/RESULTS.md`` has the measurements.
+the store confirmations); after a pause, with no such advance lately, it waits a sync
+interval after its last release instead. Two batches in one sync would leave the second
+without a run until a later event, however long that takes. ``bench/RESULTS.md`` has the
+measurements.
 """
 
 from __future__ import annotations
@@ -91,6 +93,8 @@ _DLQ_FLUSH_TIMEOUT_S = 30.0
 FLOW_FLUSH_INTERVAL_S = 5.0
 #: The consumer's poll timeout while messages are held back for a batch in flight.
 _HELD_POLL_S = 0.05
+#: After a pause, how much longer than a sync interval the second release waits.
+_SYNC_MARGIN_S = 0.05
 
 Disposition = Literal["valid", "invalid", "duplicate"]
 
@@ -386,9 +390,10 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
 
         At once when nothing dates the next sync (no batch in flight and no recent
         ``advance``: an idle watcher adds no wait). Otherwise once per sync, ``release_lead``
-        seconds before it (:meth:`_sync_due`), while fewer than ``max_in_flight`` batches are
-        in flight; and at once whenever ``max_batch`` messages are held. So each sync carries
-        one batch, whatever the message rate.
+        seconds before it (:meth:`_sync_due`; after a pause, a sync interval after the last
+        release), while fewer than ``max_in_flight`` batches are in flight; and at once
+        whenever ``max_batch`` messages are held. So each sync carries one batch, whatever the
+        message rate.
         """
         if not self._held:
             return []
@@ -413,14 +418,19 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
         was released for it yet.
 
         Syncs come every ``sync_interval`` after the last ``advance`` of a batch with valid
-        events (called on a sync's store confirmations), or after the last release while no
-        recent advance was seen. A wrong guess costs latency (a batch waits one more sync),
-        never an event.
+        events (called on a sync's store confirmations). With no such advance lately (the first
+        batches after a pause), the sync that took the last release came within
+        ``sync_interval`` of it, at an unknown moment: the next release waits that long, so two
+        batches never share a sync (apache/airflow#56050 would leave the second without a run
+        until a later event). A wrong guess costs latency (a batch waits one more sync), never
+        an event.
         """
         if now - self._released_at < self.release_lead:
             return False
-        anchor = cast("float", self._advanced_at) if self._phase_known(now) else self._released_at
-        return (now - anchor) % self.sync_interval >= self.sync_interval - self.release_lead
+        if self._phase_known(now):
+            since = now - cast("float", self._advanced_at)
+            return since % self.sync_interval >= self.sync_interval - self.release_lead
+        return now - self._released_at > self.sync_interval + _SYNC_MARGIN_S
 
     def _batches(
         self, processed: Sequence[tuple[EventRecord, EventBrokerPayload]]
