@@ -418,19 +418,20 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
         was released for it yet.
 
         Syncs come every ``sync_interval`` after the last ``advance`` of a batch with valid
-        events (called on a sync's store confirmations). With no such advance lately (the first
-        batches after a pause), the sync that took the last release came within
-        ``sync_interval`` of it, at an unknown moment: the next release waits that long, so two
-        batches never share a sync (apache/airflow#56050 would leave the second without a run
-        until a later event). A wrong guess costs latency (a batch waits one more sync), never
-        an event.
+        events (called on a sync's store confirmations). With no such advance since the last
+        release, or lately (the first batches after a pause), the sync that took the last
+        release came at an unknown moment after it: the next release waits ``sync_interval``
+        after it, so two batches do not share a sync (apache/airflow#56050 would leave the
+        second without a run until a later event). A wrong guess costs latency (a batch waits
+        one more sync), never an event.
         """
         if now - self._released_at < self.release_lead:
             return False
-        if self._phase_known(now):
-            since = now - cast("float", self._advanced_at)
-            return since % self.sync_interval >= self.sync_interval - self.release_lead
-        return now - self._released_at > self.sync_interval + _SYNC_MARGIN_S
+        anchor = self._advanced_at
+        if anchor is None or not self._phase_known(now) or (self._in_flight and anchor < self._released_at):
+            # No sync seen since the last release (or lately): wait until it has surely gone.
+            return now - self._released_at > self.sync_interval + _SYNC_MARGIN_S
+        return (now - anchor) % self.sync_interval >= self.sync_interval - self.release_lead
 
     def _batches(
         self, processed: Sequence[tuple[EventRecord, EventBrokerPayload]]

@@ -467,6 +467,23 @@ async def test_a_busy_watcher_releases_once_just_before_each_sync(monkeypatch: p
     assert producer._in_flight == 2
 
 
+def test_without_a_sync_seen_since_a_release_the_next_waits_a_full_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a short pause the phase is known, but nothing confirms the sync took the release."""
+    clock = Clock(monkeypatch)
+    producer = KafkaEventStreamProducer(topics=["t"])
+    producer._advanced_at = clock.now  # the last sync seen, with nothing in flight since
+    clock.now += 0.9
+    producer._hold([_valid(0, 0)])
+    assert _offsets(producer._release()) == [[0]]  # the window before the expected sync
+    producer._hold([_valid(0, 1)])
+    clock.now += 0.95  # the next window, but no sync has been seen since the release
+    assert producer._release() == []
+    clock.now += 0.15  # more than sync_interval after the release: that sync has gone
+    assert _offsets(producer._release()) == [[1]]
+
+
 def test_a_late_sync_gets_one_batch_not_two(monkeypatch: pytest.MonkeyPatch) -> None:
     """A loaded triggerer syncs later than a second after the last: the batch released for the
     expected sync waits with it, and the next window passes without a second release."""
