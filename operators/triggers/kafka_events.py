@@ -49,13 +49,15 @@ Pacing. Produce-to-run latency is set by two Airflow loops, and the watcher is p
   leave alone (apache/airflow#56050): of several asset events stored in one sync only the
   first gets into the next run, the others wait a sync for the run after.
 
-So while a batch is in flight the watcher holds what it reads and releases it all as one
-batch ``release_lead`` seconds before the runner's next sync, which it dates from the last
-``advance`` of a batch with valid events (the manager calls it right after a sync brings
-the store confirmations); after a pause, with no such advance lately, it waits a sync
-interval after its last release instead. Two batches in one sync would leave the second
-without a run until a later event, however long that takes. ``bench/RESULTS.md`` has the
-measurements.
+So the watcher holds what it reads and releases it all as one batch ``release_lead``
+seconds before the runner's next sync, which it dates from the last ``advance`` of a batch
+with valid events (the manager calls it right after a sync brings the store confirmations)
+and the sync period it measured over consecutive ones; ``phase_horizon`` seconds after that
+advance the date is too stale, and an idle watcher releases at once. While a batch is in
+flight and no sync has been seen since its release, the next waits a sync interval after
+that release, so a late sync or a misjudged one costs latency, never a second batch in a
+sync: that would leave the second without a run until a later event, however long that
+takes. ``bench/RESULTS.md`` has the measurements.
 """
 
 from __future__ import annotations
@@ -285,8 +287,12 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
     max_in_flight = 2
     #: The trigger runner's sync period: ``TriggerRunner.arun`` sleeps 1 s between syncs.
     sync_interval = 1.0
-    #: How long before the runner's expected next sync a busy watcher releases what it holds.
+    #: How long before the runner's expected next sync the watcher releases what it holds.
     release_lead = 0.15
+    #: Seconds after the last sync seen during which the watcher still dates the next sync from
+    #: it (an idle runner's period drifts a few ms a sync from the one measured); after that,
+    #: an idle watcher releases at once.
+    phase_horizon = 10.0
 
     def __init__(
         self,
@@ -313,6 +319,8 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
         self._in_flight = 0
         self._released_at = 0.0  # time.monotonic() of the last release
         self._advanced_at: float | None = None  # time.monotonic() of the last advance that dates a sync
+        self._sync_period = self.sync_interval  # measured over consecutive syncs
+        self._syncs_since = (0.0, 0)  # the first of the current run of consecutive syncs, and how many since
 
     def _load_registry(self) -> EventRegistry:
         from include.events.registry import load_registry
@@ -388,12 +396,13 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
     def _release(self) -> list[tuple[EventBatch, EventBatchPayload]]:
         """Hand out what is held, as one batch, when the trigger runner is about to sync.
 
-        At once when nothing dates the next sync (no batch in flight and no recent
-        ``advance``: an idle watcher adds no wait). Otherwise once per sync, ``release_lead``
-        seconds before it (:meth:`_sync_due`; after a pause, a sync interval after the last
-        release), while fewer than ``max_in_flight`` batches are in flight; and at once
-        whenever ``max_batch`` messages are held. So each sync carries one batch, whatever the
-        message rate.
+        At once when nothing dates the next sync (no batch in flight and no ``advance`` in
+        the last ``phase_horizon`` seconds: an idle watcher adds no wait). Otherwise once per
+        sync, ``release_lead`` seconds before it (:meth:`_sync_due`; with no sync seen since
+        the last release, a sync interval after it), while fewer than ``max_in_flight``
+        batches are in flight; and at once whenever ``max_batch`` messages are held. So each
+        sync carries one batch, whatever the message rate, and the first messages after a
+        pause go with the first sync rather than ahead of it, alone.
         """
         if not self._held:
             return []
@@ -411,19 +420,19 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
 
     def _phase_known(self, now: float) -> bool:
         """Whether an ``advance`` (so a sync) was seen recently enough to date the next sync."""
-        return self._advanced_at is not None and now - self._advanced_at < 2 * self.sync_interval
+        return self._advanced_at is not None and now - self._advanced_at < self.phase_horizon
 
     def _sync_due(self, now: float) -> bool:
         """Whether the runner's next sync is expected within ``release_lead`` seconds, and nothing
         was released for it yet.
 
-        Syncs come every ``sync_interval`` after the last ``advance`` of a batch with valid
-        events (called on a sync's store confirmations). With no such advance since the last
-        release, or lately (the first batches after a pause), the sync that took the last
-        release came at an unknown moment after it: the next release waits ``sync_interval``
-        after it, so two batches do not share a sync (apache/airflow#56050 would leave the
-        second without a run until a later event). A wrong guess costs latency (a batch waits
-        one more sync), never an event.
+        Syncs come every measured sync period after the last ``advance`` of a batch with
+        valid events (called on a sync's store confirmations). With no such advance since the
+        last release of a batch still in flight, or within ``phase_horizon``, the sync that
+        took that release came at an unknown moment after it: the next release waits
+        ``sync_interval`` after it, so two batches do not share a sync (apache/airflow#56050
+        would leave the second without a run until a later event). A wrong guess costs
+        latency (a batch waits one more sync), never an event.
         """
         if now - self._released_at < self.release_lead:
             return False
@@ -431,7 +440,23 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
         if anchor is None or not self._phase_known(now) or (self._in_flight and anchor < self._released_at):
             # No sync seen since the last release (or lately): wait until it has surely gone.
             return now - self._released_at > self.sync_interval + _SYNC_MARGIN_S
-        return (now - anchor) % self.sync_interval >= self.sync_interval - self.release_lead
+        return (now - anchor) % self._sync_period >= self._sync_period - self.release_lead
+
+    def _saw_sync(self, now: float) -> None:
+        """Date the runner's syncs from one seen at ``now``; measure their period over a run of
+        consecutive ones (a second apart, give or take half: the runner sleeps ``sync_interval``
+        between syncs and works a few ms, more when it stores many events)."""
+        first, count = self._syncs_since
+        last = self._advanced_at
+        if last is not None and 0.5 * self.sync_interval < now - last < 1.5 * self.sync_interval:
+            count += 1
+            if count >= 3:  # a mean over several: one gap's jitter is tens of ms
+                period = (now - first) / count
+                self._sync_period = min(max(period, self.sync_interval), 1.5 * self.sync_interval)
+            self._syncs_since = (first, count)
+        else:
+            self._syncs_since = (now, 0)
+        self._advanced_at = now
 
     def _batches(
         self, processed: Sequence[tuple[EventRecord, EventBrokerPayload]]
@@ -486,7 +511,7 @@ class KafkaEventStreamProducer(KafkaSharedStreamProducer):
         if any(cast("EventBatchPayload", item.broker_payload).fires for item in batch):
             # A stored event's confirmation came with a sync: the next one is due a second on.
             # (A batch no watcher fired for resolves as soon as it is read, not at a sync.)
-            self._advanced_at = time.monotonic()
+            self._saw_sync(time.monotonic())
         log.debug("Advancing %d batch(es); %d in flight", len(batch), self._in_flight)
         # Resolved (stored, failed or refused): no longer in flight, whatever happens below.
         self._in_flight = max(0, self._in_flight - len(batch))

@@ -435,9 +435,46 @@ def test_an_idle_watcher_releases_at_once(monkeypatch: pytest.MonkeyPatch) -> No
     assert producer._in_flight == 1
     # Long after the last sync seen, with nothing in flight, the phase is unknown: at once again.
     producer._advanced_at, producer._in_flight = clock.now, 0
-    clock.now += 2.5
+    clock.now += producer.phase_horizon + 0.5
     producer._hold([_valid(0, 1)])
     assert _offsets(producer._release()) == [[1]]
+
+
+def test_after_a_short_pause_the_first_messages_wait_for_the_window_of_the_next_sync(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Released at once, they would go alone into the sync before the window, and what
+    follows them would wait for a full interval after their release, then for a sync."""
+    clock = Clock(monkeypatch)
+    producer = KafkaEventStreamProducer(topics=["t"])
+    producer._saw_sync(clock.now)  # the last sync seen; nothing in flight since
+    clock.now += 4.3
+    producer._hold([_valid(0, 0)])
+    assert producer._release() == []  # the fifth sync after it is 0.7 s away
+    clock.now += 0.54  # 0.16 s before it
+    producer._hold([_valid(1, 5)])
+    assert producer._release() == []
+    clock.now += 0.02  # 0.14 s before it
+    assert _offsets(producer._release()) == [[0, 5]]
+
+
+def test_the_sync_period_is_measured_over_consecutive_syncs(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock(monkeypatch)
+    producer = KafkaEventStreamProducer(topics=["t"])
+    for gap in (0.0, 1.03, 0.99, 1.04, 1.02):  # a loaded runner: ~1.02 s a sync, with jitter
+        clock.now += gap
+        producer._saw_sync(clock.now)
+    assert producer._sync_period == pytest.approx(1.02)
+    clock.now += 3.5  # a pause: not consecutive, so the period stands and a new run starts
+    producer._saw_sync(clock.now)
+    assert producer._sync_period == pytest.approx(1.02)
+    assert producer._syncs_since == (clock.now, 0)
+    # Dated by that period, 5 syncs on: 5.10 s after the last, so its window opens at 4.95 s.
+    producer._hold([_valid(0, 0)])
+    clock.now += 4.94
+    assert producer._release() == []
+    clock.now += 0.02
+    assert len(producer._release()) == 1
 
 
 @pytest.mark.asyncio
