@@ -135,8 +135,10 @@ def _stored(airflow: Any, prefix: str) -> tuple[int, int, float]:
     return int(events), int(asset_events), last.timestamp() if last is not None else 0.0
 
 
-def _runs(airflow: Any, dag_id: str, prefix: str) -> int:
-    """How many runs of ``dag_id`` consumed bench events with ``prefix``."""
+def _runs(airflow: Any, dag_id: str, prefix: str, *, unfinished: bool = False) -> int:
+    """How many runs of ``dag_id`` consumed bench events with ``prefix`` (only those not finished
+    yet with ``unfinished``)."""
+    state = " AND dr.state NOT IN ('success', 'failed')" if unfinished else ""
     rows = airflow.query(
         f"""
         SELECT count(DISTINCT dr.id)
@@ -144,23 +146,7 @@ def _runs(airflow: Any, dag_id: str, prefix: str) -> int:
         JOIN dagrun_asset_event dae ON dae.event_id = ae.id
         JOIN dag_run dr ON dr.id = dae.dag_run_id
         {_EVENTS}
-        WHERE dr.dag_id = %s AND env->>'event_id' LIKE %s
-        """,
-        (dag_id, prefix + "-%"),
-    )
-    return int(rows[0][0])
-
-
-def _unfinished_runs(airflow: Any, dag_id: str, prefix: str) -> int:
-    """How many runs of ``dag_id`` that consumed events with ``prefix`` are not finished yet."""
-    rows = airflow.query(
-        f"""
-        SELECT count(DISTINCT dr.id)
-        FROM asset_event ae
-        JOIN dagrun_asset_event dae ON dae.event_id = ae.id
-        JOIN dag_run dr ON dr.id = dae.dag_run_id
-        {_EVENTS}
-        WHERE dr.dag_id = %s AND env->>'event_id' LIKE %s AND dr.state NOT IN ('success', 'failed')
+        WHERE dr.dag_id = %s AND env->>'event_id' LIKE %s{state}
         """,
         (dag_id, prefix + "-%"),
     )
@@ -180,7 +166,7 @@ def _warm_up(producer: Any, airflow: Any, dag_id: str, topic: str, events: int, 
     done = 0
     while time.time() < deadline:
         done = len(_consumed(airflow, dag_id, prefix))
-        if done >= events and not _unfinished_runs(airflow, dag_id, prefix):
+        if done >= events and not _runs(airflow, dag_id, prefix, unfinished=True):
             break
         time.sleep(1)
     return done
